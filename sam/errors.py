@@ -1,0 +1,27 @@
+"""Error types the app can show to a user.
+
+Each failure a person can act on has its own type, and every message says what went wrong
+and what to do about it. Validation code raises these instead of using ``assert``.
+"""
+
+from __future__ import annotations
+
+
+class SamError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ImageLoadError(SamError, ValueError):
+    """An image could not be read or is not usable (corrupt, empty, too large, bad shape)."""
+
+
+class CheckpointError(SamError, RuntimeError):
+    """A model checkpoint could not be found, downloaded or loaded."""
+
+
+class PromptError(SamError, ValueError):
+    """Points, labels, boxes or a mask prompt are malformed."""
+
+
+class DeviceError(SamError, ValueError):
+    """The requested device or precision is not available on this machine."""

@@ -1,0 +1,224 @@
+"""ViT image encoder: patch embedding, windowed and global attention with decomposed relative
+position bias, and the convolutional neck.
+
+Module and parameter names mirror the Hugging Face checkpoint keys under ``vision_encoder.``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import VisionConfig
+from .layers import LayerNorm2d, MLPBlock
+
+# Upper bound on the bytes of one chunk of the attention bias. Global attention over a 64x64
+# grid would otherwise build a (heads, 4096, 4096) fp32 bias: 805 MB for ViT-B.
+_BIAS_CHUNK_BYTES = 64 * 2**20
+
+
+class PatchEmbeddings(nn.Module):
+    def __init__(self, config: VisionConfig) -> None:
+        super().__init__()
+        self.projection = nn.Conv2d(
+            config.num_channels,
+            config.hidden_size,
+            kernel_size=config.patch_size,
+            stride=config.patch_size,
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` -> ``(B, S/p, S/p, hidden)``."""
+        return self.projection(pixel_values).permute(0, 2, 3, 1)
+
+
+def relative_position_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Table of embeddings for every (query, key) offset along one axis.
+
+    Args:
+        size: number of positions along the axis (query and key sizes are equal here).
+        rel_pos: ``(L, head_dim)`` learned embeddings; resized linearly when ``L != 2*size-1``.
+
+    Returns:
+        ``(size, size, head_dim)`` where entry ``[i, j]`` embeds the offset ``i - j``.
+    """
+    length = 2 * size - 1
+    if rel_pos.shape[0] != length:
+        rel_pos = F.interpolate(rel_pos.T.unsqueeze(0).float(), size=length, mode="linear")[0].T.to(
+            rel_pos.dtype
+        )
+    idx = torch.arange(size, device=rel_pos.device)
+    offsets = idx[:, None] - idx[None, :] + (size - 1)
+    return rel_pos[offsets]
+
+
+def attention_with_rel_pos(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    table_h: torch.Tensor,
+    table_w: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """Scaled dot-product attention with the decomposed relative-position bias as additive mask.
+
+    Args:
+        query, key, value: ``(B, heads, H*W, head_dim)``.
+        table_h: ``(H, H, head_dim)`` and table_w: ``(W, W, head_dim)`` from
+            :func:`relative_position_table`.
+
+    Returns:
+        ``(B, heads, H*W, head_dim)``.
+
+    The bias for a query at (h, w) and key at (kh, kw) is ``q·Rh[h, kh] + q·Rw[w, kw]`` with the
+    unscaled query. Query rows are processed in chunks so the bias never exceeds
+    ``_BIAS_CHUNK_BYTES``; softmax is per query row, so chunking does not change the result.
+    """
+    batch, heads, tokens, head_dim = query.shape
+    q_grid = query.reshape(batch, heads, height, width, head_dim)
+    row_bytes = batch * heads * width * tokens * query.element_size()
+    rows_per_chunk = max(1, min(height, _BIAS_CHUNK_BYTES // max(row_bytes, 1)))
+    outputs = []
+    for start in range(0, height, rows_per_chunk):
+        stop = min(height, start + rows_per_chunk)
+        q_rows = q_grid[:, :, start:stop]
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", q_rows, table_h[start:stop])
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", q_rows, table_w)
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(
+            batch, heads, (stop - start) * width, tokens
+        )
+        q_chunk = query[:, :, start * width : stop * width]
+        outputs.append(F.scaled_dot_product_attention(q_chunk, key, value, attn_mask=bias))
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+
+class VisionAttention(nn.Module):
+    """Multi-head self-attention over a (H, W) token grid with relative position bias."""
+
+    def __init__(self, config: VisionConfig, window_size: int) -> None:
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, config.hidden_size * 3, bias=config.qkv_bias)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.use_rel_pos = config.use_rel_pos
+        if self.use_rel_pos:
+            size = window_size if window_size > 0 else config.grid_size
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * size - 1, config.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * size - 1, config.head_dim))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        batch, height, width, channels = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(
+            batch, height * width, 3, self.num_attention_heads, -1
+        )
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.use_rel_pos:
+            out = attention_with_rel_pos(
+                query,
+                key,
+                value,
+                relative_position_table(height, self.rel_pos_h),
+                relative_position_table(width, self.rel_pos_w),
+                height,
+                width,
+            )
+        else:
+            out = F.scaled_dot_product_attention(query, key, value)
+        out = out.transpose(1, 2).reshape(batch, height, width, channels)
+        return self.proj(out)
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``(B, H, W, C)`` -> ``(B * nW, window, window, C)`` after zero-padding H, W up to a
+    multiple of ``window``; also returns the padded ``(Hp, Wp)``."""
+    batch, height, width, channels = x.shape
+    pad_h = (window - height % window) % window
+    pad_w = (window - width % window) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = height + pad_h, width + pad_w
+    x = x.reshape(batch, hp // window, window, wp // window, window, channels)
+    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, channels)
+    return windows, (hp, wp)
+
+
+def window_unpartition(
+    windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, w, w, C)`` -> ``(B, H, W, C)``."""
+    hp, wp = padded
+    height, width = size
+    batch = windows.shape[0] // ((hp // window) * (wp // window))
+    x = windows.reshape(batch, hp // window, wp // window, window, window, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, hp, wp, -1)
+    return x[:, :height, :width, :].contiguous()
+
+
+class VisionLayer(nn.Module):
+    def __init__(self, config: VisionConfig, window_size: int) -> None:
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = VisionAttention(config, window_size)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MLPBlock(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.window_size = window_size
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        residual = hidden_states
+        x = self.layer_norm1(hidden_states)
+        if self.window_size > 0:
+            size = (x.shape[1], x.shape[2])
+            x, padded = window_partition(x, self.window_size)
+            x = self.attn(x)
+            x = window_unpartition(x, self.window_size, padded, size)
+        else:
+            x = self.attn(x)
+        hidden_states = residual + x
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+
+
+class VisionNeck(nn.Module):
+    def __init__(self, config: VisionConfig) -> None:
+        super().__init__()
+        out = config.output_channels
+        self.conv1 = nn.Conv2d(config.hidden_size, out, kernel_size=1, bias=False)
+        self.layer_norm1 = LayerNorm2d(out, eps=config.layer_norm_eps)
+        self.conv2 = nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False)
+        self.layer_norm2 = LayerNorm2d(out, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, hidden)`` -> ``(B, out, H, W)``."""
+        x = hidden_states.permute(0, 3, 1, 2)
+        x = self.layer_norm1(self.conv1(x))
+        return self.layer_norm2(self.conv2(x))
+
+
+class VisionEncoder(nn.Module):
+    """``(B, 3, 1024, 1024)`` normalised pixels -> ``(B, 256, 64, 64)`` image embeddings."""
+
+    def __init__(self, config: VisionConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.patch_embed = PatchEmbeddings(config)
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, config.grid_size, config.grid_size, config.hidden_size))
+            if config.use_abs_pos
+            else None
+        )
+        self.layers = nn.ModuleList(
+            VisionLayer(config, 0 if i in config.global_attn_indexes else config.window_size)
+            for i in range(config.num_hidden_layers)
+        )
+        self.neck = VisionNeck(config)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.patch_embed(pixel_values)
+        if self.pos_embed is not None:
+            hidden_states = hidden_states + self.pos_embed
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+        return self.neck(hidden_states)

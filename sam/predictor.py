@@ -1,0 +1,271 @@
+"""SamPredictor: encode an image once, then decode prompts against it as often as needed.
+
+Coordinates are (x, y) in original-image pixels. Points must lie inside the image (0 <= x <= W,
+0 <= y <= H) or a :class:`PromptError` says which point is outside; boxes are clipped to the
+image, and a box that is empty, inverted, or entirely outside the image is rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cache import array_digest
+from .errors import PromptError
+from .image_io import load_image
+from .model import Sam
+from .transforms import preprocess, scale_boxes, scale_coords, upscale_logits
+
+logger = logging.getLogger(__name__)
+
+LOW_RES = 256
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """What the encoder produced for one image.
+
+    ``features``: ``(1, 256, 64, 64)`` on the model's device; ``original_size`` and
+    ``input_size`` are ``(height, width)`` before and after resizing to the 1024 input.
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+class SamPredictor:
+    """Interactive prediction on one image at a time.
+
+    Embeddings live in the model's byte-bounded cache, keyed by image content, so predictors are
+    cheap to create (one per request or per user) and an image seen before is not re-encoded.
+    """
+
+    def __init__(self, model: Sam) -> None:
+        self.model = model
+        self._embedding: ImageEmbedding | None = None
+        self.image_key: str | None = None
+        #: whether the last :meth:`set_image` was served from the cache
+        self.cache_hit = False
+
+    # -- image ----------------------------------------------------------------------------------
+
+    def set_image(self, image: Any) -> None:
+        """Encode ``image`` (``(H, W, 3) uint8`` RGB array, PIL image or path) unless cached."""
+        array = load_image(image, max_pixels=None)
+        key = f"{array_digest(array)}:{self.model.dtype}"
+        self._embedding, self.cache_hit = self.model.embedding_cache.get_or_compute(
+            key, lambda: self._encode(array)
+        )
+        self.image_key = key
+
+    def _encode(self, image: np.ndarray) -> ImageEmbedding:
+        pre = self.model.preprocess
+        pixels, input_size = preprocess(
+            image, pre.image_mean, pre.image_std, pre.longest_edge, pre.pad_size
+        )
+        start = time.perf_counter()
+        with self.model.encoder_lock, torch.inference_mode():
+            features = self.model.encode_image(pixels)
+        logger.info(
+            "Encoded %dx%d image in %.2f s on %s",
+            image.shape[1],
+            image.shape[0],
+            time.perf_counter() - start,
+            self.model.device,
+        )
+        return ImageEmbedding(features, (image.shape[0], image.shape[1]), input_size)
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._embedding is not None
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the current image."""
+        return self._require_image().original_size
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """``(1, 256, 64, 64)`` embedding of the current image."""
+        return self._require_image().features
+
+    def reset_image(self) -> None:
+        self._embedding = None
+        self.image_key = None
+
+    def _require_image(self) -> ImageEmbedding:
+        if self._embedding is None:
+            raise PromptError("No image is set: call set_image(image) before predicting.")
+        return self._embedding
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        point_coords: Any = None,
+        point_labels: Any = None,
+        box: Any = None,
+        mask_input: Any = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for one prompt (any mix of points, a box and a previous mask).
+
+        Args:
+            point_coords: ``(N, 2)`` (x, y) in original-image pixels.
+            point_labels: ``(N,)`` 1 = foreground, 0 = background.
+            box: ``(4,)`` ``[x0, y0, x1, y1]`` in original-image pixels.
+            mask_input: ``(1, 256, 256)`` low-res logits of a previous prediction.
+            multimask_output: three candidates (best for one ambiguous click) or one.
+
+        Returns:
+            masks ``(K, H, W) bool``, scores ``(K,) float32`` (predicted IoU) and low-res logits
+            ``(K, 256, 256) float32``, sorted by score, best first; K is 3 or 1.
+        """
+        emb = self._require_image()
+        points, labels = _check_points(point_coords, point_labels, emb.original_size)
+        boxes = None if box is None else _check_box(box, emb.original_size)[None]
+        mask = None if mask_input is None else _check_mask_input(mask_input)[None]
+        if points is None and boxes is None and mask is None:
+            raise PromptError(
+                "No prompt given: pass point_coords with point_labels, a box, or mask_input."
+            )
+        masks, scores, logits = self._decode(
+            emb,
+            None if points is None else points[None],
+            None if labels is None else labels[None],
+            boxes,
+            mask,
+            multimask_output,
+        )
+        return masks[0], scores[0], logits[0]
+
+    def predict_boxes(
+        self, boxes: Any, multimask_output: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for many boxes at once (one decoder batch).
+
+        Args:
+            boxes: ``(N, 4)`` ``[x0, y0, x1, y1]`` in original-image pixels.
+
+        Returns:
+            masks ``(N, K, H, W) bool``, scores ``(N, K) float32``, logits
+            ``(N, K, 256, 256) float32``; each box's candidates sorted best first.
+        """
+        emb = self._require_image()
+        arr = _as_float_array(boxes, "boxes")
+        if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] == 0:
+            raise PromptError(f"boxes must have shape (N, 4) with N >= 1, got {arr.shape}.")
+        checked = np.stack([_check_box(b, emb.original_size) for b in arr])
+        return self._decode(emb, None, None, checked, None, multimask_output)
+
+    def _decode(
+        self,
+        emb: ImageEmbedding,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        mask: np.ndarray | None,
+        multimask_output: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        longest = self.model.preprocess.longest_edge
+        pts = None if points is None else scale_coords(points, emb.original_size, longest)
+        bxs = None if boxes is None else scale_boxes(boxes, emb.original_size, longest)
+        as_tensor = self._tensor
+        with torch.inference_mode():
+            low_res, iou = self.model.decode(
+                emb.features,
+                as_tensor(pts),
+                None if labels is None else torch.as_tensor(labels, dtype=torch.int64),
+                as_tensor(bxs),
+                as_tensor(mask),
+                multimask_output,
+            )
+            order = torch.argsort(iou, dim=1, descending=True, stable=True)
+            iou = torch.gather(iou, 1, order)
+            low_res = torch.gather(low_res, 1, order[..., None, None].expand_as(low_res))
+            full = upscale_logits(
+                low_res, emb.input_size, emb.original_size, self.model.preprocess.pad_size
+            )
+            masks = full > 0
+        return masks.cpu().numpy(), iou.cpu().numpy(), low_res.cpu().numpy()
+
+    @staticmethod
+    def _tensor(array: np.ndarray | None) -> torch.Tensor | None:
+        return None if array is None else torch.as_tensor(array, dtype=torch.float32)
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PromptError(f"{name} must be numeric, got {value!r}.") from exc
+    if not np.all(np.isfinite(arr)):
+        raise PromptError(f"{name} contains NaN or infinite values: {arr.tolist()}.")
+    return arr
+
+
+def _check_points(
+    coords: Any, labels: Any, size: tuple[int, int]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if coords is None and labels is None:
+        return None, None
+    if coords is None or labels is None:
+        raise PromptError("point_coords and point_labels must be given together.")
+    pts = _as_float_array(coords, "point_coords")
+    if pts.ndim == 1 and pts.shape == (2,):
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
+        raise PromptError(f"point_coords must have shape (N, 2) with N >= 1, got {pts.shape}.")
+    labs = np.asarray(labels).reshape(-1)
+    if labs.shape[0] != pts.shape[0]:
+        raise PromptError(
+            f"point_labels has {labs.shape[0]} labels for {pts.shape[0]} points; give one each."
+        )
+    if not np.all(np.isin(labs, (0, 1))):
+        raise PromptError(
+            f"point_labels must be 1 (foreground) or 0 (background), got {labs.tolist()}."
+        )
+    height, width = size
+    outside = (pts[:, 0] < 0) | (pts[:, 0] > width) | (pts[:, 1] < 0) | (pts[:, 1] > height)
+    if outside.any():
+        x, y = pts[np.argmax(outside)]
+        raise PromptError(
+            f"Point ({x:g}, {y:g}) lies outside the {width}×{height} image; click inside it."
+        )
+    return pts, labs.astype(np.int64)
+
+
+def _check_box(box: Any, size: tuple[int, int]) -> np.ndarray:
+    arr = _as_float_array(box, "box").reshape(-1)
+    if arr.shape != (4,):
+        raise PromptError(f"box must be [x0, y0, x1, y1], got {arr.size} numbers.")
+    x0, y0, x1, y1 = arr
+    if x1 <= x0 or y1 <= y0:
+        raise PromptError(
+            f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is empty or inverted: need x1 > x0 and y1 > y0."
+        )
+    height, width = size
+    clipped = np.array([max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)])
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise PromptError(
+            f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside the {width}×{height} image."
+        )
+    return clipped
+
+
+def _check_mask_input(mask: Any) -> np.ndarray:
+    arr = _as_float_array(mask, "mask_input").astype(np.float32)
+    if arr.shape[-2:] != (LOW_RES, LOW_RES) or arr.size != LOW_RES * LOW_RES:
+        raise PromptError(
+            f"mask_input must be one (1, {LOW_RES}, {LOW_RES}) logits array from a previous "
+            f"prediction, got shape {arr.shape}."
+        )
+    return arr.reshape(1, LOW_RES, LOW_RES)

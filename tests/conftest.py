@@ -1,0 +1,51 @@
+"""Fixtures shared by the whole suite: random-weight checkpoints in real formats, real photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from checkpoints import TINY_DIMS, random_hf_sam, save_hf_checkpoint, save_meta_checkpoint
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_IMAGES = REPO.parent / "shared" / "images"
+PHOTO_NAMES = ("dog.jpg", "dogs.jpg", "groceries.jpg", "truck.jpg")
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> Path:
+    """The real photos in ``../shared/images`` beside the checkout."""
+    missing = [n for n in PHOTO_NAMES if not (SHARED_IMAGES / n).is_file()]
+    if missing:
+        pytest.fail(f"test photos missing from {SHARED_IMAGES}: {missing}")
+    return SHARED_IMAGES
+
+
+@pytest.fixture(scope="session")
+def photos(shared_images: Path) -> dict[str, np.ndarray]:
+    """Each shared photo as ``(H, W, 3) uint8`` RGB, decoded by Pillow directly."""
+    return {n: np.asarray(Image.open(shared_images / n).convert("RGB")) for n in PHOTO_NAMES}
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_model():
+    """A small random-weight ``transformers.SamModel`` (the parity oracle)."""
+    return random_hf_sam(TINY_DIMS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_hf_model) -> Path:
+    """HF-format folder (config.json + model.safetensors + preprocessor_config.json)."""
+    return save_hf_checkpoint(tiny_hf_model, tmp_path_factory.mktemp("tiny-sam-hf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_meta_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_hf_model) -> Path:
+    """The same weights as ``tiny_checkpoint`` in Meta's ``.pth`` format."""
+    return save_meta_checkpoint(tiny_hf_model, tmp_path_factory.mktemp("tiny-sam-meta") / "sam.pth")
