@@ -14,9 +14,12 @@ from PIL import Image
 
 
 def resized_shape(height: int, width: int, longest_edge: int = 1024) -> tuple[int, int]:
-    """Size ``(h, w)`` after scaling so the longest side equals ``longest_edge``."""
+    """Size ``(h, w)`` after scaling so the longest side equals ``longest_edge``.
+
+    Each side is at least 1 pixel: a 1×5000 strip would otherwise round to zero rows.
+    """
     scale = longest_edge * 1.0 / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def resize_longest_side(image: np.ndarray, longest_edge: int = 1024) -> np.ndarray:

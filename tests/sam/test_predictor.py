@@ -171,3 +171,12 @@ def test_bad_boxes_batch(model, truck):
     predictor.set_image(truck)
     with pytest.raises(PromptError, match=r"shape \(N, 4\)"):
         predictor.predict_boxes(np.zeros((0, 4)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5000), (5000, 1), (3, 2)])
+def test_tiny_and_extreme_aspect_images(model, shape):
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(np.array([[0, 0]]), np.array([1]))
+    assert masks.shape == (3, *shape) and np.isfinite(scores).all()

@@ -1,0 +1,95 @@
+"""``python -m sam`` as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from sam import SamPredictor, load_model
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sam", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "predict" in result.stdout
+    result = run_cli("predict", "--help")
+    assert result.returncode == 0 and "--negative" in result.stdout
+
+
+def test_predict_writes_the_best_mask(tiny_checkpoint, shared_images, tmp_path):
+    out = tmp_path / "out" / "mask.png"
+    image_path = shared_images / "truck.jpg"
+    result = run_cli(
+        "predict",
+        "--model",
+        str(tiny_checkpoint),
+        "--image",
+        str(image_path),
+        "--point",
+        "500",
+        "375",
+        "--negative",
+        "1100",
+        "600",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "candidate 1: predicted IoU" in result.stdout
+    written = np.asarray(Image.open(out))
+    assert set(np.unique(written)) <= {0, 255}
+
+    predictor = SamPredictor(load_model(tiny_checkpoint, device="cpu"))
+    predictor.set_image(image_path)
+    masks, _, _ = predictor.predict(
+        np.array([[500, 375], [1100, 600]]), np.array([1, 0]), multimask_output=False
+    )
+    assert written.shape == masks.shape[1:]
+    np.testing.assert_array_equal(written == 255, masks[0])
+
+
+def test_bad_model_path_is_a_message_not_a_traceback(shared_images, tmp_path):
+    result = run_cli(
+        "predict",
+        "--model",
+        str(tmp_path / "missing.pth"),
+        "--image",
+        str(shared_images / "dog.jpg"),
+        "--point",
+        "1",
+        "1",
+        "--out",
+        str(tmp_path / "m.png"),
+    )
+    assert result.returncode == 2
+    assert "error: No such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_image_is_a_message(tiny_checkpoint, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    result = run_cli(
+        "predict",
+        "--model",
+        str(tiny_checkpoint),
+        "--image",
+        str(bad),
+        "--point",
+        "1",
+        "1",
+        "--out",
+        str(tmp_path / "m.png"),
+    )
+    assert result.returncode == 2 and "error:" in result.stderr
+    assert "Traceback" not in result.stderr
