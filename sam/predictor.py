@@ -135,7 +135,6 @@ class SamPredictor:
                 "No prompt given: pass point_coords with point_labels, a box, or mask_input."
             )
         masks, scores, logits = self._decode(
-            emb,
             None if points is None else points[None],
             None if labels is None else labels[None],
             boxes,
@@ -161,37 +160,63 @@ class SamPredictor:
         if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] == 0:
             raise PromptError(f"boxes must have shape (N, 4) with N >= 1, got {arr.shape}.")
         checked = np.stack([_check_box(b, emb.original_size) for b in arr])
-        return self._decode(emb, None, None, checked, None, multimask_output)
+        return self._decode(None, None, checked, None, multimask_output)
+
+    def decode_low_res(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode a batch of B already-validated prompts without upscaling (for batch pipelines).
+
+        Args:
+            points: ``(B, N, 2)`` (x, y) in original pixels; labels ``(B, N)``; boxes ``(B, 4)``;
+                mask_input ``(B, 1, 256, 256)``.
+
+        Returns:
+            low-res logits ``(B, K, 256, 256) float32`` and predicted IoU ``(B, K) float32``, in
+            the decoder's candidate order (not sorted).
+        """
+        emb = self._require_image()
+        longest = self.model.preprocess.longest_edge
+        pts = None if points is None else scale_coords(points, emb.original_size, longest)
+        bxs = None if boxes is None else scale_boxes(boxes, emb.original_size, longest)
+        as_tensor = self._tensor
+        with torch.inference_mode():
+            return self.model.decode(
+                emb.features,
+                as_tensor(pts),
+                None if labels is None else torch.as_tensor(labels, dtype=torch.int64),
+                as_tensor(bxs),
+                as_tensor(mask_input),
+                multimask_output,
+            )
+
+    def upscale(self, low_res: torch.Tensor) -> torch.Tensor:
+        """Low-res logits ``(B, K, 256, 256)`` -> logits at the image size ``(B, K, H, W)``."""
+        emb = self._require_image()
+        with torch.inference_mode():
+            return upscale_logits(
+                low_res, emb.input_size, emb.original_size, self.model.preprocess.pad_size
+            )
 
     def _decode(
         self,
-        emb: ImageEmbedding,
         points: np.ndarray | None,
         labels: np.ndarray | None,
         boxes: np.ndarray | None,
         mask: np.ndarray | None,
         multimask_output: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        longest = self.model.preprocess.longest_edge
-        pts = None if points is None else scale_coords(points, emb.original_size, longest)
-        bxs = None if boxes is None else scale_boxes(boxes, emb.original_size, longest)
-        as_tensor = self._tensor
+        low_res, iou = self.decode_low_res(points, labels, boxes, mask, multimask_output)
         with torch.inference_mode():
-            low_res, iou = self.model.decode(
-                emb.features,
-                as_tensor(pts),
-                None if labels is None else torch.as_tensor(labels, dtype=torch.int64),
-                as_tensor(bxs),
-                as_tensor(mask),
-                multimask_output,
-            )
             order = torch.argsort(iou, dim=1, descending=True, stable=True)
             iou = torch.gather(iou, 1, order)
             low_res = torch.gather(low_res, 1, order[..., None, None].expand_as(low_res))
-            full = upscale_logits(
-                low_res, emb.input_size, emb.original_size, self.model.preprocess.pad_size
-            )
-            masks = full > 0
+            masks = self.upscale(low_res) > 0
         return masks.cpu().numpy(), iou.cpu().numpy(), low_res.cpu().numpy()
 
     @staticmethod
