@@ -1,8 +1,13 @@
-"""Command line: ``python -m sam predict --model SRC --image PATH --point X Y --out mask.png``."""
+"""Command line.
+
+``python -m sam predict --model SRC --image PATH --point X Y --out mask.png``
+``python -m sam everything --model SRC --image PATH --out masks.json``
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -11,33 +16,60 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
+from .automatic import AutoMaskConfig, AutomaticMaskGenerator
 from .checkpoint import KNOWN_MODELS, load_model
 from .errors import SamError
+from .image_io import load_image
 from .predictor import SamPredictor
 
 logger = logging.getLogger("sam")
 
+_AMG_OPTIONS = {
+    "points_per_side": "grid points per image side",
+    "points_per_batch": "prompts decoded together (memory vs speed)",
+    "pred_iou_thresh": "minimum predicted IoU",
+    "stability_score_thresh": "minimum stability score",
+    "stability_score_offset": "logit offset of the stability score",
+    "box_nms_thresh": "box IoU above which duplicates are dropped",
+    "crop_n_layers": "extra layers of zoomed crops (slower, finds small objects)",
+    "min_mask_region_area": "remove islands and holes smaller than this (pixels)",
+}
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    known = ", ".join(KNOWN_MODELS.values())
+    parser.add_argument(
+        "--model",
+        default="facebook/sam-vit-base",
+        help=f"hub repo id ({known}), a model folder, or a Meta .pth file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)"
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="encoder precision (default: auto)",
+    )
+    parser.add_argument("--image", required=True, type=Path, help="image file to segment")
+
 
 def _parser() -> argparse.ArgumentParser:
-    known = ", ".join(KNOWN_MODELS.values())
     parser = argparse.ArgumentParser(
-        prog="python -m sam",
-        description="Segment Anything from the command line.",
+        prog="python -m sam", description="Segment Anything from the command line."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
+
     predict = sub.add_parser(
         "predict",
         help="segment one object from point and/or box prompts and save the best mask",
         description="Segment one object and write the best mask as a PNG (0/255, image size).",
     )
-    predict.add_argument(
-        "--model",
-        default="facebook/sam-vit-base",
-        help=f"hub repo id ({known}), a model folder, or a Meta .pth file (default: %(default)s)",
-    )
-    predict.add_argument("--image", required=True, type=Path, help="image file to segment")
+    _add_model_args(predict)
     predict.add_argument(
         "--point",
         nargs=2,
@@ -65,15 +97,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for one mask instead of three candidates (better with several prompts)",
     )
-    predict.add_argument(
-        "--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)"
+
+    everything = sub.add_parser(
+        "everything",
+        help="segment everything in an image (automatic mask generation)",
+        description="Propose masks for every object: a grid of point prompts, filtered by "
+        "predicted IoU and stability, de-duplicated by box NMS. Writes JSON with COCO RLE "
+        "masks, and optionally one PNG per mask.",
     )
-    predict.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="encoder precision (default: auto)",
-    )
+    _add_model_args(everything)
+    everything.add_argument("--out", required=True, type=Path, help="output JSON path")
+    everything.add_argument("--png-dir", type=Path, help="also write each mask as a PNG here")
+    defaults = AutoMaskConfig()
+    for name, help_text in _AMG_OPTIONS.items():
+        value = getattr(defaults, name)
+        everything.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(value),
+            default=value,
+            help=f"{help_text} (default: %(default)s)",
+        )
     return parser
 
 
@@ -85,7 +128,7 @@ def _predict(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device, dtype=args.precision)
     predictor = SamPredictor(model)
     start = time.perf_counter()
-    predictor.set_image(args.image)
+    predictor.set_image(load_image(args.image))
     logger.info("Image ready in %.2f s", time.perf_counter() - start)
     masks, scores, _ = predictor.predict(
         point_coords=np.array(points) if points else None,
@@ -96,10 +139,50 @@ def _predict(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(masks[0].astype(np.uint8) * 255).save(args.out)
     for rank, score in enumerate(scores):
+        saved = "  -> saved" if rank == 0 else ""
         area = int(masks[rank].sum())
-        chosen = "  -> saved" if rank == 0 else ""
-        print(f"candidate {rank + 1}: predicted IoU {score:.4f}, area {area} px{chosen}")
+        print(f"candidate {rank + 1}: predicted IoU {score:.4f}, area {area} px{saved}")
     print(f"wrote {args.out} ({masks.shape[2]}x{masks.shape[1]})")
+    return 0
+
+
+def _everything(args: argparse.Namespace) -> int:
+    config = AutoMaskConfig(**{name: getattr(args, name) for name in _AMG_OPTIONS})
+    model = load_model(args.model, device=args.device, dtype=args.precision)
+    image = load_image(args.image)
+    with tqdm(desc="segmenting", unit="batch", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        proposals = AutomaticMaskGenerator(model, config).generate(image, progress=progress)
+    annotations = [
+        {
+            "id": i + 1,
+            "segmentation": p.rle(),
+            "area": p.area,
+            "bbox": p.bbox,
+            "predicted_iou": round(p.predicted_iou, 6),
+            "stability_score": round(p.stability_score, 6),
+            "point_coords": [list(p.point)],
+            "crop_box": p.crop_box,
+        }
+        for i, p in enumerate(proposals)
+    ]
+    height, width = image.shape[:2]
+    document = {
+        "image": {"file_name": args.image.name, "height": height, "width": width},
+        "annotations": annotations,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=1))
+    if args.png_dir is not None:
+        args.png_dir.mkdir(parents=True, exist_ok=True)
+        for i, p in enumerate(proposals):
+            mask = Image.fromarray(p.segmentation.astype(np.uint8) * 255)
+            mask.save(args.png_dir / f"mask_{i + 1:04d}.png")
+    print(f"wrote {len(proposals)} masks to {args.out}")
     return 0
 
 
@@ -110,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return _predict(args)
+        return {"predict": _predict, "everything": _everything}[args.command](args)
     except SamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

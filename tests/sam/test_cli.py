@@ -93,3 +93,40 @@ def test_bad_image_is_a_message(tiny_checkpoint, tmp_path):
     )
     assert result.returncode == 2 and "error:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_everything_writes_coco_rle_json(tiny_checkpoint, shared_images, tmp_path):
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    out = tmp_path / "masks.json"
+    result = run_cli(
+        "everything",
+        "--model",
+        str(tiny_checkpoint),
+        "--image",
+        str(shared_images / "dog.jpg"),
+        "--out",
+        str(out),
+        "--points-per-side",
+        "4",
+        "--pred-iou-thresh",
+        "-10",
+        "--stability-score-thresh",
+        "0",
+        "--png-dir",
+        str(tmp_path / "png"),
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_text())
+    assert document["image"]["width"] == 800 and document["image"]["height"] == 534
+    annotations = document["annotations"]
+    assert annotations and f"wrote {len(annotations)} masks" in result.stdout
+    pngs = sorted((tmp_path / "png").glob("mask_*.png"))
+    assert len(pngs) == len(annotations)
+    first = annotations[0]
+    rle = {**first["segmentation"], "counts": first["segmentation"]["counts"].encode()}
+    decoded = mask_utils.decode(rle)
+    np.testing.assert_array_equal(decoded * 255, np.asarray(Image.open(pngs[0])))
+    assert int(decoded.sum()) == first["area"]
