@@ -7,7 +7,14 @@
 """
 
 from .checkpoint import KNOWN_MODELS, load_model
-from .errors import CheckpointError, DeviceError, ImageLoadError, PromptError, SamError
+from .errors import (
+    CheckpointError,
+    DeviceError,
+    ImageLoadError,
+    PromptError,
+    SamError,
+    TextPromptError,
+)
 from .model import Sam
 from .predictor import SamPredictor
 
@@ -20,6 +27,7 @@ __all__ = [
     "Sam",
     "SamError",
     "SamPredictor",
+    "TextPromptError",
     "load_model",
 ]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 ``python -m sam predict --model SRC --image PATH --point X Y --out mask.png``
 ``python -m sam everything --model SRC --image PATH --out masks.json``
+``python -m sam text --model SRC --image PATH --text "dog. cat." --out objects.json``
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .automatic import AutoMaskConfig, AutomaticMaskGenerator
+from .automatic import AutoMaskConfig, AutomaticMaskGenerator, mask_to_rle
 from .checkpoint import KNOWN_MODELS, load_model
 from .errors import SamError
 from .image_io import load_image
 from .predictor import SamPredictor
+from .text_prompt import DEFAULT_DETECTOR, GroundingDetector, TextPromptConfig, segment_by_text
 
 logger = logging.getLogger("sam")
 
@@ -117,7 +119,62 @@ def _parser() -> argparse.ArgumentParser:
             default=value,
             help=f"{help_text} (default: %(default)s)",
         )
+    text = sub.add_parser(
+        "text",
+        help="find and segment objects named in a text prompt (Grounding DINO + SAM)",
+        description="Detect the phrases of --text with Grounding DINO (needs the optional "
+        "extra: pip install '.[text]'), segment each box with SAM, write JSON with COCO RLE "
+        "masks labelled by phrase.",
+    )
+    _add_model_args(text)
+    text.add_argument("--text", required=True, help="what to find, e.g. 'dog. cat.'")
+    text.add_argument("--out", required=True, type=Path, help="output JSON path")
+    text.add_argument(
+        "--detector",
+        default=DEFAULT_DETECTOR,
+        help="Grounding DINO hub repo id or local folder (default: %(default)s)",
+    )
+    text_defaults = TextPromptConfig()
+    for name in ("box_threshold", "text_threshold", "nms_threshold"):
+        text.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=getattr(text_defaults, name),
+            help="(default: %(default)s)",
+        )
     return parser
+
+
+def _text(args: argparse.Namespace) -> int:
+    config = TextPromptConfig(args.box_threshold, args.text_threshold, args.nms_threshold)
+    model = load_model(args.model, device=args.device, dtype=args.precision)
+    detector = GroundingDetector(args.detector, device=args.device)
+    image = load_image(args.image)
+    proposals = segment_by_text(SamPredictor(model), detector, image, args.text, config)
+    annotations = [
+        {
+            "id": i + 1,
+            "label": p.detection.phrase,
+            "box_score": round(p.detection.score, 6),
+            "box": [round(v, 2) for v in p.detection.box],
+            "segmentation": mask_to_rle(p.mask),
+            "area": int(p.mask.sum()),
+            "predicted_iou": round(p.mask_score, 6),
+        }
+        for i, p in enumerate(proposals)
+    ]
+    height, width = image.shape[:2]
+    document = {
+        "image": {"file_name": args.image.name, "height": height, "width": width},
+        "text": args.text,
+        "annotations": annotations,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=1))
+    for a in annotations:
+        print(f"{a['label']}: box score {a['box_score']:.3f}, area {a['area']} px")
+    print(f"wrote {len(annotations)} objects to {args.out}")
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -193,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return {"predict": _predict, "everything": _everything}[args.command](args)
+        commands = {"predict": _predict, "everything": _everything, "text": _text}
+        return commands[args.command](args)
     except SamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

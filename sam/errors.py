@@ -25,3 +25,7 @@ class PromptError(SamError, ValueError):
 
 class DeviceError(SamError, ValueError):
     """The requested device or precision is not available on this machine."""
+
+
+class TextPromptError(SamError, RuntimeError):
+    """Text prompts are unavailable (optional extra missing, detector not loadable) or empty."""

@@ -178,3 +178,75 @@ def save_meta_checkpoint(model, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(hf_to_meta_state_dict(model), path)
     return path
+
+
+GROUNDING_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    ".",
+    "dog",
+    "cat",
+    "truck",
+    "wheel",
+    "person",
+    "bag",
+    "a",
+    "the",
+]
+
+
+def save_random_grounding_dino(folder: Path, seed: int = 0) -> Path:
+    """A small random-weight Grounding DINO with its own tiny BERT vocabulary, saved with
+    ``save_pretrained`` (model + processor + tokenizer) as a hub repo holds it."""
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessorPil,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    torch.manual_seed(seed)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            embed_dim=24, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], out_indices=[2, 3, 4]
+        ),
+        text_config=BertConfig(
+            vocab_size=len(GROUNDING_VOCAB),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_queries=30,
+        num_feature_levels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+        use_timm_backbone=False,
+    )
+    model = GroundingDinoForObjectDetection(config).eval()
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(GROUNDING_VOCAB)})
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessorPil(
+            size={"shortest_edge": 256, "longest_edge": 400}
+        ),
+        tokenizer=tokenizer,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
