@@ -19,10 +19,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .automatic import AutoMaskConfig, AutomaticMaskGenerator, mask_to_rle
+from .automatic import AutoMaskConfig, AutomaticMaskGenerator
 from .checkpoint import KNOWN_MODELS, load_model
 from .errors import SamError
 from .image_io import load_image
+from .masks import mask_to_rle
 from .predictor import SamPredictor
 from .text_prompt import DEFAULT_DETECTOR, GroundingDetector, TextPromptConfig, segment_by_text
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .image_io import load_image
+from .masks import mask_to_rle
 from .model import Sam
 from .predictor import SamPredictor
 
@@ -134,15 +135,6 @@ def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> to
     high = (logits > threshold + offset).flatten(1).sum(1, dtype=torch.int64)
     low = (logits > threshold - offset).flatten(1).sum(1, dtype=torch.int64)
     return high.float() / low.clamp(min=1).float()
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """``(H, W) bool`` -> COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
-    from pycocotools import mask as mask_utils
-
-    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    encoded["counts"] = encoded["counts"].decode("ascii")
-    return encoded
 
 
 def mask_to_box(mask: np.ndarray) -> list[int]:

@@ -29,3 +29,11 @@ class DeviceError(SamError, ValueError):
 
 class TextPromptError(SamError, RuntimeError):
     """Text prompts are unavailable (optional extra missing, detector not loadable) or empty."""
+
+
+class StoreError(SamError, RuntimeError):
+    """The annotation database cannot be opened or used."""
+
+
+class ExportError(SamError, RuntimeError):
+    """A dataset export cannot be written (nothing to export, unwritable folder, ...)."""

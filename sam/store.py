@@ -1,0 +1,419 @@
+"""Annotations of an image folder in an embedded SQLite database.
+
+Every change is committed at once in WAL mode, so a crash or ``kill -9`` loses at most the
+action in flight. Masks are stored as COCO compressed RLE (pycocotools), with their box, area
+and the prompts that produced them. The schema carries a version (``PRAGMA user_version``) and
+is migrated forward when an older database is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StoreError
+from .masks import mask_to_rle, rle_bbox_area, rle_to_mask
+
+SCHEMA_VERSION = 1
+STATUSES = ("not_started", "in_progress", "done")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_DB_NAME = ".sam-annotator/annotations.sqlite"
+
+# A palette of distinct colours for new labels (hex RGB), cycled.
+PALETTE = (
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
+    "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
+)  # fmt: skip
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL DEFAULT 'not_started'
+            CHECK (status IN ('not_started', 'in_progress', 'done')),
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE labels (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        color TEXT NOT NULL
+    );
+    CREATE TABLE objects (
+        id INTEGER PRIMARY KEY,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        label_id INTEGER REFERENCES labels(id) ON DELETE SET NULL,
+        rle TEXT NOT NULL,
+        bbox TEXT NOT NULL,
+        area INTEGER NOT NULL,
+        score REAL,
+        prompts TEXT,
+        source TEXT NOT NULL DEFAULT 'click',
+        hidden INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX objects_by_image ON objects(image_id);
+    CREATE TABLE project (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+}
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str  # relative to the project folder, with forward slashes
+    width: int | None
+    height: int | None
+    status: str
+    num_objects: int = 0
+
+
+@dataclass(frozen=True)
+class Label:
+    id: int
+    name: str
+    color: str
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One annotated object. ``rle`` is COCO compressed RLE; ``bbox`` is COCO ``[x, y, w, h]``."""
+
+    id: int
+    image_id: int
+    label_id: int | None
+    rle: dict[str, Any]
+    bbox: list[float]
+    area: int
+    score: float | None = None
+    prompts: dict[str, Any] | None = None
+    source: str = "click"
+    hidden: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mask(self) -> np.ndarray:
+        """The mask as ``(H, W) bool``."""
+        return rle_to_mask(self.rle)
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files below ``folder`` (recursively, hidden folders skipped), as sorted relative
+    paths with forward slashes."""
+    found = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+class AnnotationStore:
+    """Images, labels and objects of one project, persisted in SQLite.
+
+    Thread-safe: one connection guarded by a lock (Gradio runs handlers in threads).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._lock = threading.RLock()
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"Cannot open the annotation database {self.path}: {exc}. Check that the folder "
+                "is writable and the file is not corrupt (pass --db to use another file)."
+            ) from exc
+
+    @classmethod
+    def for_folder(cls, images_dir: str | Path, db: str | Path | None = None) -> AnnotationStore:
+        """The store of an image folder (default ``DIR/.sam-annotator/annotations.sqlite``),
+        with every image file of the folder registered."""
+        folder = Path(images_dir).resolve()
+        if not folder.is_dir():
+            raise StoreError(f"{folder} is not a folder of images.")
+        store = cls(Path(db) if db is not None else folder / DEFAULT_DB_NAME)
+        store.set_setting("images_dir", str(folder))
+        store.add_images(list_images(folder))
+        return store
+
+    def setting(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM project WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO project (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def images_dir(self) -> Path | None:
+        """The image folder this database annotates, when it was opened with ``for_folder``."""
+        value = self.setting("images_dir")
+        return None if value is None else Path(value)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> AnnotationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer version of this app (schema {version} > "
+                f"{SCHEMA_VERSION}); upgrade the app to open it."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._tx() as conn:
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- images -----------------------------------------------------------------------------------
+
+    def add_images(
+        self, paths: Iterable[str], sizes: dict[str, tuple[int, int]] | None = None
+    ) -> None:
+        """Register images by relative path (already known paths are left as they are)."""
+        now = time.time()
+        sizes = sizes or {}
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO images (path, width, height, updated_at) VALUES (?,?,?,?)",
+                [(p, *sizes.get(p, (None, None)), now) for p in paths],
+            )
+
+    def images(self, status: str | None = None) -> list[ImageRecord]:
+        query = (
+            "SELECT i.*, (SELECT COUNT(*) FROM objects o WHERE o.image_id = i.id) AS n "
+            "FROM images i"
+        )
+        args: tuple = ()
+        if status is not None:
+            _check_status(status)
+            query += " WHERE status = ?"
+            args = (status,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY path", args).fetchall()
+        return [
+            ImageRecord(r["id"], r["path"], r["width"], r["height"], r["status"], r["n"])
+            for r in rows
+        ]
+
+    def image(self, image_id: int) -> ImageRecord:
+        matches = [r for r in self.images() if r.id == image_id]
+        if not matches:
+            raise StoreError(f"No image with id {image_id} in {self.path}.")
+        return matches[0]
+
+    def image_id(self, path: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM images WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            raise StoreError(f"{path!r} is not an image of this project.")
+        return int(row[0])
+
+    def set_image_size(self, image_id: int, width: int, height: int) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE images SET width = ?, height = ? WHERE id = ?", (width, height, image_id)
+            )
+
+    def set_status(self, image_id: int, status: str) -> None:
+        _check_status(status)
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE images SET status = ?, updated_at = ? WHERE id = ?",
+                (status, time.time(), image_id),
+            )
+
+    def progress(self) -> tuple[int, int]:
+        """(images done, images in total)."""
+        with self._lock:
+            done, total = self._conn.execute(
+                "SELECT SUM(status = 'done'), COUNT(*) FROM images"
+            ).fetchone()
+        return int(done or 0), int(total)
+
+    # -- labels -----------------------------------------------------------------------------------
+
+    def labels(self) -> list[Label]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM labels ORDER BY id").fetchall()
+        return [Label(r["id"], r["name"], r["color"]) for r in rows]
+
+    def ensure_label(self, name: str, color: str | None = None) -> Label:
+        """The label called ``name``, created (with a palette colour) if new."""
+        name = name.strip()
+        if not name:
+            raise StoreError("A label needs a name.")
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM labels WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                count = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+                color = color or PALETTE[count % len(PALETTE)]
+                cur = conn.execute("INSERT INTO labels (name, color) VALUES (?, ?)", (name, color))
+                return Label(int(cur.lastrowid), name, color)
+        return Label(row["id"], row["name"], row["color"])
+
+    def update_label(
+        self, label_id: int, name: str | None = None, color: str | None = None
+    ) -> None:
+        with self._tx() as conn:
+            if name is not None:
+                try:
+                    conn.execute(
+                        "UPDATE labels SET name = ? WHERE id = ?", (name.strip(), label_id)
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise StoreError(f"There is already a label called {name!r}.") from exc
+            if color is not None:
+                conn.execute("UPDATE labels SET color = ? WHERE id = ?", (color, label_id))
+
+    def load_labels_file(self, path: str | Path) -> list[Label]:
+        """Create labels from a text file, one name per line (``name`` or ``name,#rrggbb``)."""
+        created = []
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, color = line.partition(",")
+            created.append(self.ensure_label(name, color.strip() or None))
+        return created
+
+    # -- objects ----------------------------------------------------------------------------------
+
+    def add_object(
+        self,
+        image_id: int,
+        mask: np.ndarray,
+        label_id: int | None = None,
+        score: float | None = None,
+        prompts: dict[str, Any] | None = None,
+        source: str = "click",
+    ) -> int:
+        """Store a mask ``(H, W) bool`` as an object of the image; returns its id."""
+        rle = mask_to_rle(mask)
+        bbox, area = rle_bbox_area(rle)
+        now = time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO objects (image_id, label_id, rle, bbox, area, score, prompts, source,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    image_id, label_id, json.dumps(rle), json.dumps(bbox), area, score,
+                    None if prompts is None else json.dumps(prompts), source, now, now,
+                ),
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE images SET status = 'in_progress', updated_at = ? "
+                "WHERE id = ? AND status = 'not_started'",
+                (now, image_id),
+            )
+            return int(cur.lastrowid)
+
+    def update_object(
+        self,
+        object_id: int,
+        mask: np.ndarray | None = None,
+        label_id: int | None = None,
+        hidden: bool | None = None,
+        score: float | None = None,
+    ) -> None:
+        sets, args = ["updated_at = ?"], [time.time()]
+        if mask is not None:
+            rle = mask_to_rle(mask)
+            bbox, area = rle_bbox_area(rle)
+            sets += ["rle = ?", "bbox = ?", "area = ?"]
+            args += [json.dumps(rle), json.dumps(bbox), area]
+        if label_id is not None:
+            sets.append("label_id = ?")
+            args.append(label_id)
+        if hidden is not None:
+            sets.append("hidden = ?")
+            args.append(int(hidden))
+        if score is not None:
+            sets.append("score = ?")
+            args.append(score)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE objects SET {', '.join(sets)} WHERE id = ?", (*args, object_id)
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"No object with id {object_id}.")
+
+    def delete_object(self, object_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+
+    def objects(self, image_id: int | None = None) -> list[ObjectRecord]:
+        query, args = "SELECT * FROM objects", ()
+        if image_id is not None:
+            query, args = query + " WHERE image_id = ?", (image_id,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
+        return [
+            ObjectRecord(
+                id=r["id"],
+                image_id=r["image_id"],
+                label_id=r["label_id"],
+                rle=json.loads(r["rle"]),
+                bbox=json.loads(r["bbox"]),
+                area=r["area"],
+                score=r["score"],
+                prompts=None if r["prompts"] is None else json.loads(r["prompts"]),
+                source=r["source"],
+                hidden=bool(r["hidden"]),
+            )
+            for r in rows
+        ]
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise StoreError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")

@@ -1,0 +1,155 @@
+"""The SQLite annotation store: persistence, crash safety, labels, statuses, migrations."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam.errors import StoreError
+from sam.store import SCHEMA_VERSION, AnnotationStore, list_images
+
+
+def blob(shape=(60, 80), box=(10, 20, 30, 50)) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    y0, x0, y1, x1 = box
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / ".hidden").mkdir()
+    for name in ("b.jpg", "a.png", "sub/c.jpeg", ".hidden/x.png"):
+        Image.new("RGB", (80, 60)).save(images / name)
+    (images / "notes.txt").write_text("not an image")
+    return images
+
+
+def test_folder_is_registered_and_reopened(folder):
+    with AnnotationStore.for_folder(folder) as store:
+        assert [r.path for r in store.images()] == ["a.png", "b.jpg", "sub/c.jpeg"]
+        assert store.images_dir == folder.resolve()
+        label = store.ensure_label("dog")
+        image_id = store.image_id("b.jpg")
+        object_id = store.add_object(
+            image_id, blob(), label.id, score=0.93, prompts={"points": [[15, 30, 1]]}
+        )
+    assert (folder / ".sam-annotator" / "annotations.sqlite").is_file()
+    with AnnotationStore.for_folder(folder) as store:
+        (obj,) = store.objects(image_id)
+        assert obj.id == object_id and obj.label_id == label.id and obj.score == 0.93
+        np.testing.assert_array_equal(obj.mask(), blob())
+        assert obj.bbox == [20.0, 10.0, 30.0, 20.0] and obj.area == 600
+        assert obj.prompts == {"points": [[15, 30, 1]]}
+        assert store.image(image_id).status == "in_progress"
+        assert store.image(image_id).num_objects == 1
+
+
+def test_statuses_progress_and_filter(folder):
+    with AnnotationStore.for_folder(folder) as store:
+        a, b = store.image_id("a.png"), store.image_id("b.jpg")
+        store.set_status(a, "done")
+        store.set_status(b, "in_progress")
+        assert store.progress() == (1, 3)
+        assert [r.path for r in store.images("done")] == ["a.png"]
+        with pytest.raises(StoreError, match="Unknown status"):
+            store.set_status(a, "finished")
+
+
+def test_edit_hide_and_delete(folder):
+    with AnnotationStore.for_folder(folder) as store:
+        image_id = store.image_id("a.png")
+        cat = store.ensure_label("cat")
+        object_id = store.add_object(image_id, blob())
+        store.update_object(object_id, mask=blob(box=(0, 0, 5, 5)), label_id=cat.id, hidden=True)
+        (obj,) = store.objects(image_id)
+        assert obj.area == 25 and obj.label_id == cat.id and obj.hidden
+        store.delete_object(object_id)
+        assert store.objects(image_id) == []
+        with pytest.raises(StoreError, match="No object"):
+            store.update_object(object_id, hidden=False)
+
+
+def test_labels(folder, tmp_path):
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("# classes\ndog\ncat,#00ff00\n\n")
+    with AnnotationStore.for_folder(folder) as store:
+        dog, cat = store.load_labels_file(labels_file)
+        assert cat.color == "#00ff00" and dog.color.startswith("#")
+        assert store.ensure_label("dog") == dog
+        store.update_label(dog.id, name="puppy", color="#123456")
+        assert next((lb.name, lb.color) for lb in store.labels()) == ("puppy", "#123456")
+        with pytest.raises(StoreError, match="already a label"):
+            store.update_label(cat.id, name="puppy")
+        with pytest.raises(StoreError, match="needs a name"):
+            store.ensure_label("  ")
+
+
+def test_survives_kill_9_mid_session(folder):
+    """A writer process killed with SIGKILL loses nothing it had committed."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        import numpy as np
+        sys.path.insert(0, {os.getcwd()!r})
+        from sam.store import AnnotationStore
+        store = AnnotationStore.for_folder({str(folder)!r})
+        image_id = store.image_id("a.png")
+        for i in range(10_000):
+            mask = np.zeros((60, 80), dtype=bool)
+            mask[: 1 + i % 50, : 1 + i % 70] = True
+            store.add_object(image_id, mask, score=float(i))
+            print(i, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    last = -1
+    deadline = time.time() + 60
+    while last < 50 and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"writer process died: {proc.stderr.read()}")
+        last = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with AnnotationStore.for_folder(folder) as store:
+        objects = store.objects(store.image_id("a.png"))
+    assert len(objects) >= last + 1  # everything reported as stored is there
+    assert [o.score for o in objects] == [float(i) for i in range(len(objects))]
+    for o in objects[:5]:
+        assert o.mask().sum() == o.area
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "db.sqlite"
+    AnnotationStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer version of this app"):
+        AnnotationStore(path)
+
+
+def test_unwritable_location(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="Cannot open the annotation database"):
+        AnnotationStore(blocker / "sub" / "db.sqlite")
+
+
+def test_list_images_skips_hidden_and_non_images(folder):
+    assert list_images(folder) == ["a.png", "b.jpg", "sub/c.jpeg"]
