@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .cache import array_digest
+from .disk_cache import EmbeddingDiskCache
 from .errors import PromptError
 from .image_io import load_image
 from .model import Sam
@@ -46,12 +47,15 @@ class SamPredictor:
     cheap to create (one per request or per user) and an image seen before is not re-encoded.
     """
 
-    def __init__(self, model: Sam) -> None:
+    def __init__(self, model: Sam, disk_cache: EmbeddingDiskCache | None = None) -> None:
         self.model = model
+        self.disk_cache = disk_cache
         self._embedding: ImageEmbedding | None = None
         self.image_key: str | None = None
-        #: whether the last :meth:`set_image` was served from the cache
+        #: whether the last :meth:`set_image` was served from the in-memory cache
         self.cache_hit = False
+        #: where the last embedding came from: "memory", "disk" or "encoder"
+        self.embedding_source = ""
 
     # -- image ----------------------------------------------------------------------------------
 
@@ -60,9 +64,30 @@ class SamPredictor:
         array = load_image(image, max_pixels=None)
         key = f"{array_digest(array)}:{self.model.dtype}"
         self._embedding, self.cache_hit = self.model.embedding_cache.get_or_compute(
-            key, lambda: self._encode(array)
+            key, lambda: self._load_or_encode(key, array)
         )
+        if self.cache_hit:
+            self.embedding_source = "memory"
         self.image_key = key
+
+    def _load_or_encode(self, key: str, image: np.ndarray) -> ImageEmbedding:
+        size = (image.shape[0], image.shape[1])
+        if self.disk_cache is not None:
+            stored = self.disk_cache.load(key, self.model.device)
+            if stored is not None and stored[1].get("original_size") == _size_text(size):
+                features, meta = stored
+                self.embedding_source = "disk"
+                input_size = tuple(int(v) for v in meta["input_size"].split("x"))
+                return ImageEmbedding(features, size, input_size)  # type: ignore[arg-type]
+        embedding = self._encode(image)
+        self.embedding_source = "encoder"
+        if self.disk_cache is not None:
+            meta = {
+                "original_size": _size_text(size),
+                "input_size": _size_text(embedding.input_size),
+            }
+            self.disk_cache.save(key, embedding.features, meta)
+        return embedding
 
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
         pre = self.model.preprocess
@@ -225,6 +250,10 @@ class SamPredictor:
 
 
 # -- validation ----------------------------------------------------------------------------------
+
+
+def _size_text(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:

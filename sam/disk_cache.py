@@ -1,0 +1,77 @@
+"""Image embeddings on disk (safetensors), so a project folder is never encoded twice.
+
+Layout: ``ROOT/<model fingerprint>/<image key>.safetensors``. The fingerprint hashes the model's
+config, preprocessing and a sample of its encoder weights, so embeddings of another checkpoint
+(or another precision) are never mixed up with this one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import Sam
+
+logger = logging.getLogger(__name__)
+
+
+def model_fingerprint(model: Sam) -> str:
+    """Stable id of what the encoder computes: config, preprocessing, dtype and weights sample."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(asdict(model.preprocess), sort_keys=True).encode())
+    digest.update(str(model.dtype).encode())
+    encoder = model.vision_encoder
+    for tensor in (encoder.patch_embed.projection.weight, encoder.neck.conv2.weight):
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class EmbeddingDiskCache:
+    """Embeddings of one model under ``root``; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: str | Path, model: Sam) -> None:
+        self.root = Path(root)
+        self.folder = self.root / model_fingerprint(model)
+
+    def _path(self, key: str) -> Path:
+        safe = "".join(c if c.isalnum() else "_" for c in key)
+        return self.folder / f"{safe}.safetensors"
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def load(self, key: str, device: torch.device) -> tuple[torch.Tensor, dict[str, str]] | None:
+        """The stored ``(1, C, 64, 64)`` embedding and its metadata, or None if absent/corrupt."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as fh:
+                header_len = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(header_len))
+            tensors = load_file(path, device=str(device))
+        except (SafetensorError, OSError, ValueError) as exc:
+            logger.warning("Ignoring unreadable cached embedding %s: %s", path, exc)
+            return None
+        return tensors["features"], header.get("__metadata__", {})
+
+    def save(self, key: str, features: torch.Tensor, metadata: dict[str, str]) -> None:
+        path = self._path(key)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            os.close(fd)
+            save_file({"features": features.detach().cpu().contiguous()}, tmp, metadata=metadata)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or read-only disk must not break annotation
+            logger.warning("Could not write cached embedding %s: %s", path, exc)
