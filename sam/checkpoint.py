@@ -98,14 +98,17 @@ def _hub_files(repo_id: str, revision: str | None) -> CheckpointFiles:
     try:
         config = fetch("config.json")
         weights = None
+        not_cached: LocalEntryNotFoundError | None = None
         for name in WEIGHT_FILES:
             try:
                 weights = fetch(name)
                 break
-            except LocalEntryNotFoundError:
-                raise
+            except LocalEntryNotFoundError as exc:  # offline: maybe the other format is cached
+                not_cached = exc
             except EntryNotFoundError:
                 continue
+        if weights is None and not_cached is not None:
+            raise not_cached
         if weights is None:
             raise CheckpointError(
                 f"The hub repo {repo_id!r} has no model.safetensors or pytorch_model.bin; "
