@@ -1,0 +1,82 @@
+"""SAM Annotator: interactive Segment Anything annotation in the browser.
+
+    python app.py [--model SOURCE] [--device auto|cpu|cuda] [--host 127.0.0.1] [--port 7860]
+                  [--max-cache-mb N]
+
+The app starts even when the model cannot be loaded (offline, wrong path): the page then says
+why and how to fix it, and offers other models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ui.layout import build_demo, launch_options
+from ui.models import DEFAULT_MODEL, ModelManager
+
+logger = logging.getLogger("sam_annotator")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Interactive Segment Anything annotation app (Gradio).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="SAM checkpoint: a Hugging Face repo id (facebook/sam-vit-base, "
+        "facebook/sam-vit-large, facebook/sam-vit-huge, Zigeng/SlimSAM-uniform-50, "
+        "Zigeng/SlimSAM-uniform-77, wanglab/medsam-vit-base), a local folder with config.json + "
+        "model.safetensors, or a Meta .pth file. Hub models are downloaded on first use.",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="Where the model runs: auto picks CUDA when a GPU is visible, else CPU.",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="Address to listen on; 0.0.0.0 makes the app reachable from other machines.",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="Port of the web server.")
+    parser.add_argument(
+        "--max-cache-mb",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Memory for cached image embeddings in MiB (a ViT-B embedding takes 4 MiB); "
+        "default: the engine's default (256 MiB).",
+    )
+    args = parser.parse_args(argv)
+    if args.max_cache_mb is not None and args.max_cache_mb < 1:
+        parser.error("--max-cache-mb must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOGLEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    cache_bytes = None if args.max_cache_mb is None else args.max_cache_mb * 2**20
+    manager = ModelManager(args.model, device=args.device, cache_bytes=cache_bytes)
+    # Load while the server starts: a first download takes minutes, and a failure is not fatal
+    # (the page explains it and offers other models).
+    manager.load_in_background()
+    demo = build_demo(manager)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+// Clicks on the candidate cards, label chips and object rows -> Python events.
+// Runs as `js_on_load` of each of those HTML components; the markup (from ui/render.py) tags
+// clickable things with data-event and their payload with data-index / data-id / data-action.
+// Event names must appear literally here: Gradio finds custom events by scanning this code.
+
+element.addEventListener("click", (e) => {
+  const target = e.target.closest("[data-event]");
+  if (!target || !element.contains(target)) return;
+  e.preventDefault();
+  e.stopPropagation();
+  const { event, index, id, action } = target.dataset;
+  if (event === "pick") trigger("pick", { index: Number(index) });
+  else if (event === "choose") trigger("choose", { index: Number(index) });
+  else if (event === "act") trigger("act", { id: Number(id), action });
+});

@@ -1,0 +1,56 @@
+"""Fixtures for handler-level UI tests: one model manager on the tiny random checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sam import SamPredictor
+from sam.image_io import load_image
+from ui.handlers import Handlers
+from ui.models import ModelManager
+from ui.state import Session
+
+
+@pytest.fixture(scope="session")
+def manager(tiny_checkpoint: Path) -> ModelManager:
+    mgr = ModelManager(str(tiny_checkpoint), device="cpu")
+    status = mgr.load()
+    assert status.ok, status.message
+    return mgr
+
+
+@pytest.fixture
+def handlers(manager: ModelManager, tmp_path: Path) -> Handlers:
+    return Handlers(manager, tmp_path / "media", tmp_path / "export", [])
+
+
+@pytest.fixture(scope="session")
+def truck_path(shared_images: Path) -> Path:
+    return shared_images / "truck.jpg"
+
+
+@pytest.fixture(scope="session")
+def truck(truck_path: Path) -> np.ndarray:
+    return load_image(str(truck_path))
+
+
+@pytest.fixture
+def engine(manager: ModelManager, truck: np.ndarray) -> SamPredictor:
+    """The engine as a user of the Python API would call it, on the same model."""
+    predictor = manager.predictor()
+    predictor.set_image(truck)
+    return predictor
+
+
+@pytest.fixture
+def opened(handlers: Handlers, truck_path: Path) -> Session:
+    """A session with truck.jpg open and encoded, as after an upload in the browser."""
+    session = Session()
+    updates = list(handlers.on_upload(session, str(truck_path)))
+    assert [("sam-busy" in u["stage"]) for u in updates] == [True, False]
+    assert session.doc.image is not None, session.message
+    assert not session.message_is_error, session.message
+    return session

@@ -1,0 +1,144 @@
+"""The predict endpoint's core, rendering helpers and the CLI of app.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam.errors import PromptError
+from ui import api, render
+from ui.layout import build_demo
+from ui.state import Session
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_predict_equals_engine(manager, truck_path, engine, tmp_path):
+    path, info = api.run_predict(
+        manager, str(truck_path), "[[500, 375, 1], [620, 300, 0]]", "", False, tmp_path
+    )
+    masks, scores, _ = engine.predict(
+        point_coords=np.array([[500, 375], [620, 300]]),
+        point_labels=np.array([1, 0]),
+        multimask_output=False,
+    )
+    png = np.array(Image.open(path))
+    np.testing.assert_array_equal(png, masks[0].astype(np.uint8) * 255)
+    assert info["size"] == [1200, 1800]
+    np.testing.assert_allclose(info["scores"], scores, atol=1e-6)
+
+    _, info = api.run_predict(manager, str(truck_path), "[[500, 375, 1]]", "", True, tmp_path)
+    assert len(info["scores"]) == 3
+    _, info = api.run_predict(manager, str(truck_path), "", "[75, 275, 1725, 850]", False, tmp_path)
+    assert len(info["scores"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("points", "box", "needle"),
+    [
+        ("[[1, 2]]", "", "triples"),
+        ("not json", "", "not valid JSON"),
+        ("", "[1, 2, 3]", "four numbers"),
+        ("", "", "at least one point"),
+        ("[[99999, 5, 1]]", "", "outside"),
+        ("[[5, 5, 7]]", "", "label"),
+    ],
+)
+def test_run_predict_errors_are_readable(manager, truck_path, points, box, needle):
+    with pytest.raises(PromptError, match=needle):
+        api.run_predict(manager, str(truck_path), points, box, True)
+
+
+def test_api_handler_raises_gr_error(handlers, tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(gr.Error):
+        handlers.api_predict(str(bad), "[[1, 1, 1]]", "", True)
+
+
+def test_build_demo_exposes_only_predict(manager, tmp_path):
+    demo = build_demo(manager, media_dir=tmp_path / "media", examples=[])
+    public = [
+        fn.api_name
+        for fn in demo.fns.values()
+        if getattr(fn, "api_visibility", "public") == "public" and fn.api_name
+    ]
+    assert public == ["predict"]
+
+
+def test_overlay_geometry_and_display_cap(handlers, opened):
+    handlers.prompt(opened, {"kind": "point", "x": 500, "y": 375})
+    rgba = render.overlay_rgba(opened)
+    assert rgba.shape == (853, 1280, 4)  # 1800x1200 shown at most 1280 wide
+    full = render.overlay_rgba(opened, size=(1200, 1800))
+    mask = opened.doc.candidates.mask.to_array()
+    # At full size the overlay covers exactly the mask (fill or outline).
+    np.testing.assert_array_equal(full[..., 3] > 0, mask)
+
+
+def test_stage_markers_at_pixel_centres(handlers, opened):
+    handlers.prompt(opened, {"kind": "point", "x": 899, "y": 599})
+    html = render.stage_html(opened)
+    assert 'data-w="1800" data-h="1200"' in html
+    assert "left:49.9722%;top:49.9583%" in html  # (899.5 / 1800, 599.5 / 1200)
+
+
+def test_labels_are_escaped(handlers, opened):
+    handlers.on_add_label(opened, "<b>x</b>", None)
+    assert "<b>x</b>" not in render.labels_html(opened)
+    assert "&lt;b&gt;x&lt;/b&gt;" in render.labels_html(opened)
+
+
+def test_empty_session_renders():
+    s = Session()
+    assert "Drop an image here" in render.stage_html(s)
+    assert "sam-busy" in render.stage_html(s, busy="Encoding image…")
+    assert render.candidates_html(s) and render.objects_html(s) and render.labels_html(s)
+
+
+@pytest.mark.parametrize(
+    ("given", "want"),
+    [("#ABC", "#aabbcc"), ("#12ab34", "#12ab34"), ("rgb(255, 0, 10)", "#ff000a"), ("x", "#4e79a7")],
+)
+def test_normalize_color(given, want):
+    assert render.normalize_color(given) == want
+
+
+def test_app_help_lists_every_flag():
+    out = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    for flag in ("--model", "--device", "--host", "--port", "--max-cache-mb"):
+        assert flag in out.stdout
+    assert "facebook/sam-vit-base" in out.stdout
+
+
+def test_app_passes_cache_size(monkeypatch):
+    import app
+
+    args = app.parse_args(["--max-cache-mb", "64", "--device", "cpu", "--port", "1234"])
+    assert args.max_cache_mb == 64 and args.device == "cpu" and args.port == 1234
+    with pytest.raises(SystemExit):
+        app.parse_args(["--max-cache-mb", "0"])
+
+
+def test_manager_passes_device_and_cache_size():
+    from sam.errors import CheckpointError
+    from ui.models import ModelManager
+
+    seen: dict = {}
+
+    def loader(source, **kwargs):
+        seen.update(kwargs, source=source)
+        raise CheckpointError("offline")
+
+    status = ModelManager("repo/x", device="cpu", cache_bytes=64 * 2**20, loader=loader).load()
+    assert not status.ok and status.message == "offline"
+    assert seen == {"source": "repo/x", "device": "cpu", "cache_bytes": 64 * 2**20}

@@ -1,0 +1,337 @@
+"""What each user action does to a :class:`Session`, independent of Gradio.
+
+Every function takes the session (and a predictor when SAM has to run), commits a new undoable
+``Doc`` and sets ``session.message``. Engine errors (``SamError``) propagate unchanged: the
+handlers turn them into a message on the page and the session is left as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from sam import SamPredictor
+from sam.errors import PromptError
+
+from .render import normalize_color, write_display_image
+from .state import (
+    AnnotatedObject,
+    Candidates,
+    Doc,
+    ImageRef,
+    Label,
+    Mask,
+    Prompt,
+    Session,
+    frozen,
+    image_key,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# -- image -------------------------------------------------------------------------------------
+
+
+def open_image(session: Session, image: np.ndarray, name: str, media_dir: Path) -> None:
+    """Show a new image; objects of the previous one stay reachable through Undo."""
+    image = frozen(np.ascontiguousarray(image))
+    key = image_key(image)
+    path = write_display_image(image, key, media_dir)
+    ref = ImageRef(key=key, array=image, name=name, display_path=str(path))
+    session.commit(Doc(image=ref, labels=session.doc.labels))
+    session.selected_object = None
+    h, w = ref.size
+    session.notify(f"Opened {name} ({w}×{h}).")
+
+
+def encode(session: Session, predictor: SamPredictor) -> bool:
+    """Run the image encoder on the current image (a no-op when cached). Returns cache hit."""
+    doc = session.doc
+    if doc.image is None:
+        raise PromptError("Open an image first.")
+    predictor.set_image(doc.image.array)
+    return bool(getattr(predictor, "cache_hit", False))
+
+
+# -- prompts -----------------------------------------------------------------------------------
+
+
+def predict(doc: Doc, prompt: Prompt, predictor: SamPredictor) -> Candidates:
+    """Run SAM for ``prompt`` following Meta's practice.
+
+    One click alone asks for three candidates. Anything more asks for one mask and feeds the
+    chosen candidate's low-res logits back as ``mask_input``, so each click refines the mask the
+    user is looking at instead of starting over.
+    """
+    if doc.image is None:
+        raise PromptError("Open an image first.")
+    predictor.set_image(doc.image.array)
+    multimask = prompt.wants_candidates()
+    mask_input = None
+    if not multimask and doc.candidates is not None:
+        mask_input = doc.candidates.selected_logits()
+    coords = labels = None
+    if prompt.points:
+        coords = np.array([[x, y] for x, y, _ in prompt.points], dtype=np.float32)
+        labels = np.array([lab for _, _, lab in prompt.points], dtype=np.int64)
+    box = None if prompt.box is None else np.array(prompt.box, dtype=np.float32)
+    masks, scores, logits = predictor.predict(
+        point_coords=coords,
+        point_labels=labels,
+        box=box,
+        mask_input=mask_input,
+        multimask_output=multimask,
+    )
+    return Candidates(
+        masks=tuple(Mask.from_array(m) for m in masks),
+        scores=tuple(float(s) for s in scores),
+        logits=frozen(np.array(logits, dtype=np.float32)),
+    )
+
+
+def _check_inside(doc: Doc, x: float, y: float) -> None:
+    assert doc.image is not None
+    height, width = doc.image.size
+    if not (0 <= x < width and 0 <= y < height):
+        raise PromptError(f"({x:g}, {y:g}) is outside the {width}×{height} image.")
+
+
+def add_point(session: Session, x: int, y: int, positive: bool, predictor: SamPredictor) -> None:
+    doc = session.doc
+    if doc.image is None:
+        raise PromptError("Open an image first, then click on it.")
+    _check_inside(doc, x, y)
+    prompt = doc.prompt.with_point(x, y, 1 if positive else 0)
+    cands = predict(doc, prompt, predictor)
+    session.commit(replace(doc, prompt=prompt, candidates=cands))
+    kind = "positive" if positive else "negative"
+    session.notify(f"Added a {kind} point at ({x}, {y}).")
+
+
+def set_box(session: Session, box: tuple[int, int, int, int], predictor: SamPredictor) -> None:
+    """Set (or replace) the box of the current prompt; points already placed are kept."""
+    doc = session.doc
+    if doc.image is None:
+        raise PromptError("Open an image first, then drag a box on it.")
+    height, width = doc.image.size
+    x0, y0, x1, y1 = (round(float(v)) for v in box)
+    x0, x1 = sorted((max(0, min(width, x0)), max(0, min(width, x1))))
+    y0, y1 = sorted((max(0, min(height, y0)), max(0, min(height, y1))))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise PromptError("The box is too small: drag a larger rectangle.")
+    prompt = doc.prompt.with_box((x0, y0, x1, y1))
+    cands = predict(doc, prompt, predictor)
+    session.commit(replace(doc, prompt=prompt, candidates=cands))
+    session.notify(f"Box [{x0}, {y0}, {x1}, {y1}].")
+
+
+def select_candidate(session: Session, index: int) -> None:
+    doc = session.doc
+    if doc.candidates is None or not 0 <= index < len(doc.candidates.masks):
+        return
+    if index == doc.candidates.selected:
+        return
+    session.commit(replace(doc, candidates=replace(doc.candidates, selected=index)))
+    session.notify(f"Using candidate {index + 1} (IoU {doc.candidates.scores[index]:.3f}).")
+
+
+def clear_prompt(session: Session) -> None:
+    doc = session.doc
+    if doc.prompt.empty and doc.candidates is None and doc.editing is None:
+        return
+    note = "Edit cancelled." if doc.editing is not None else "Prompts cleared."
+    session.commit(replace(doc, prompt=Prompt(), candidates=None, editing=None))
+    session.notify(note)
+
+
+def accept(session: Session) -> AnnotatedObject | None:
+    """Store the current mask as an object with the active label (or finish a re-edit)."""
+    doc = session.doc
+    cands = doc.candidates
+    if cands is None:
+        session.notify("Nothing to accept yet: click on an object first.", error=True)
+        return None
+    if cands.mask.area == 0:
+        session.notify("The mask is empty: add a positive click on the object.", error=True)
+        return None
+    logits = frozen(np.array(cands.selected_logits()))
+    editing = doc.object(doc.editing) if doc.editing is not None else None
+    if editing is not None:
+        obj = replace(
+            editing, mask=cands.mask, score=cands.score, prompt=doc.prompt, logits=logits,
+            hidden=False,
+        )  # fmt: skip
+        objects = tuple(obj if o.id == obj.id else o for o in doc.objects)
+        next_id = doc.next_id
+        verb = "Updated"
+    else:
+        label = session.active_label if doc.label(session.active_label) else doc.labels[0].name
+        obj = AnnotatedObject(
+            id=doc.next_id, label=label, mask=cands.mask, score=cands.score, prompt=doc.prompt,
+            logits=logits,
+        )  # fmt: skip
+        objects = (*doc.objects, obj)
+        next_id = doc.next_id + 1
+        verb = "Added"
+    session.commit(
+        replace(
+            doc, objects=objects, prompt=Prompt(), candidates=None, editing=None, next_id=next_id
+        )
+    )
+    session.notify(f"{verb} object #{obj.id} ({obj.label}, {obj.mask.area:,} px).")
+    return obj
+
+
+def undo(session: Session) -> None:
+    session.notify("Undone." if session.undo() else "Nothing to undo.")
+
+
+def redo(session: Session) -> None:
+    session.notify("Redone." if session.redo() else "Nothing to redo.")
+
+
+# -- objects -----------------------------------------------------------------------------------
+
+
+def _replace_object(session: Session, obj: AnnotatedObject) -> None:
+    doc = session.doc
+    session.commit(replace(doc, objects=tuple(obj if o.id == obj.id else o for o in doc.objects)))
+
+
+def _get_object(session: Session, obj_id: int) -> AnnotatedObject:
+    obj = session.doc.object(obj_id)
+    if obj is None:
+        raise PromptError(f"Object #{obj_id} does not exist (deleted?).")
+    return obj
+
+
+def select_object(session: Session, obj_id: int | None) -> None:
+    if obj_id is not None:
+        _get_object(session, obj_id)
+    session.selected_object = obj_id
+
+
+def delete_object(session: Session, obj_id: int) -> None:
+    doc = session.doc
+    _get_object(session, obj_id)
+    new = replace(doc, objects=tuple(o for o in doc.objects if o.id != obj_id))
+    if doc.editing == obj_id:
+        new = replace(new, prompt=Prompt(), candidates=None, editing=None)
+    session.commit(new)
+    session.notify(f"Deleted object #{obj_id} (Undo brings it back).")
+
+
+def toggle_hidden(session: Session, obj_id: int) -> None:
+    obj = _get_object(session, obj_id)
+    _replace_object(session, replace(obj, hidden=not obj.hidden))
+    session.notify(f"Object #{obj_id} {'hidden' if not obj.hidden else 'shown'}.")
+
+
+def edit_object(session: Session, obj_id: int) -> None:
+    """Bring an object's prompts and mask back so more clicks refine it; Accept saves it."""
+    doc = session.doc
+    obj = _get_object(session, obj_id)
+    logits = obj.logits if obj.logits is not None else frozen(np.zeros((1, 256, 256), np.float32))
+    cands = Candidates(masks=(obj.mask,), scores=(obj.score,), logits=logits)
+    session.commit(replace(doc, prompt=obj.prompt, candidates=cands, editing=obj_id))
+    session.selected_object = obj_id
+    session.notify(f"Editing object #{obj_id}: click to refine, Enter to save, Esc to cancel.")
+
+
+def relabel_object(session: Session, obj_id: int, name: str) -> None:
+    """Rename an object by giving it another label; a new name becomes a new label."""
+    name = name.strip()
+    if not name:
+        raise PromptError("A label name cannot be empty.")
+    obj = _get_object(session, obj_id)
+    if obj.label == name:
+        return
+    doc = session.doc
+    labels = doc.labels
+    if doc.label(name) is None:
+        labels = (*labels, Label(name, doc.next_color()))
+    new_obj = replace(obj, label=name)
+    session.commit(
+        replace(
+            doc,
+            labels=labels,
+            objects=tuple(new_obj if o.id == obj_id else o for o in doc.objects),
+        )
+    )
+    session.notify(f"Object #{obj_id} is now “{name}”.")
+
+
+def recolor_object(session: Session, obj_id: int, color: str) -> None:
+    obj = _get_object(session, obj_id)
+    color = normalize_color(color, session.doc.color_of(obj))
+    if color == session.doc.color_of(obj):
+        return
+    _replace_object(session, replace(obj, color=color))
+    session.notify(f"Object #{obj_id} recoloured {color}.")
+
+
+# -- labels ------------------------------------------------------------------------------------
+
+
+def choose_label(session: Session, name: str) -> None:
+    if session.doc.label(name) is None:
+        raise PromptError(f"There is no label “{name}”.")
+    session.active_label = name
+    doc = session.doc
+    # While re-editing, choosing a label relabels the object being edited.
+    if doc.editing is not None and (obj := doc.object(doc.editing)) and obj.label != name:
+        relabel_object(session, obj.id, name)
+    session.notify(f"New objects will be labelled “{name}”.")
+
+
+def add_label(session: Session, name: str, color: str | None = None) -> None:
+    name = name.strip()
+    doc = session.doc
+    if not name:
+        raise PromptError("Type a name for the new label.")
+    if doc.label(name) is not None:
+        raise PromptError(f"The label “{name}” already exists.")
+    # The picker shows the active label's colour; a colour already taken means "not chosen".
+    chosen = normalize_color(color, "") if color else ""
+    taken = {lab.color for lab in doc.labels}
+    lab = Label(name, chosen if chosen and chosen not in taken else doc.next_color())
+    session.commit(replace(doc, labels=(*doc.labels, lab)))
+    session.active_label = name
+    session.notify(f"Added label “{name}”.")
+
+
+def update_label(session: Session, old: str, new_name: str, color: str | None) -> None:
+    """Rename and/or recolour a label; its objects follow."""
+    doc = session.doc
+    lab = doc.label(old)
+    if lab is None:
+        raise PromptError(f"There is no label “{old}”.")
+    new_name = new_name.strip() or old
+    if new_name != old and doc.label(new_name) is not None:
+        raise PromptError(f"The label “{new_name}” already exists.")
+    new = Label(new_name, normalize_color(color, lab.color))
+    if new == lab:
+        return
+    labels = tuple(new if x.name == old else x for x in doc.labels)
+    objects = tuple(replace(o, label=new_name) if o.label == old else o for o in doc.objects)
+    session.commit(replace(doc, labels=labels, objects=objects))
+    if session.active_label == old:
+        session.active_label = new_name
+    session.notify(f"Label “{old}” is now “{new_name}” ({new.color}).")
+
+
+def remove_label(session: Session, name: str) -> None:
+    doc = session.doc
+    if doc.label(name) is None:
+        raise PromptError(f"There is no label “{name}”.")
+    used = sum(1 for o in doc.objects if o.label == name)
+    if used:
+        raise PromptError(f"“{name}” is used by {used} object(s): relabel or delete them first.")
+    if len(doc.labels) == 1:
+        raise PromptError("Keep at least one label.")
+    session.commit(replace(doc, labels=tuple(x for x in doc.labels if x.name != name)))
+    session.notify(f"Removed label “{name}”.")

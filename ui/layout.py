@@ -1,0 +1,318 @@
+"""The Gradio Blocks of the annotation app, built by :func:`build_demo`."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .handlers import Handlers, Updates
+from .models import MODEL_CHOICES, ModelManager
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+EXAMPLES = STATIC / "examples"
+MODES = ("Positive", "Negative")
+
+SHORTCUTS = """
+<div class="sam-keys">
+<b>Mouse</b>: left click = object point · right click or <kbd>Shift</kbd>+click = background point ·
+drag = box (combines with points)<br>
+<kbd>Enter</kbd> accept · <kbd>Esc</kbd> clear prompts / cancel edit ·
+<kbd>Ctrl</kbd>+<kbd>Z</kbd> undo · <kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>Z</kbd> (or
+<kbd>Ctrl</kbd>+<kbd>Y</kbd>) redo<br>
+<kbd>N</kbd> toggle positive/negative · <kbd>C</kbd> next candidate · <kbd>H</kbd> show only
+current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label
+</div>
+"""
+
+
+def _read(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+def launch_options() -> dict[str, Any]:
+    """Arguments for ``demo.launch()`` (Gradio 6 takes theme and CSS there)."""
+    return {
+        "css": _read("app.css"),
+        "theme": gr.themes.Soft(primary_hue="blue"),
+    }
+
+
+def example_images() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.jpg")) if EXAMPLES.is_dir() else []
+
+
+def build_demo(
+    manager: ModelManager,
+    media_dir: Path | None = None,
+    examples: list[Path] | None = None,
+) -> gr.Blocks:
+    """Build the app. ``manager`` loads models; everything per user lives in ``gr.State``."""
+    if media_dir is None:
+        media_dir = Path(tempfile.mkdtemp(prefix="sam-annotator-media-"))
+        atexit.register(shutil.rmtree, media_dir, ignore_errors=True)
+    export_dir = Path(tempfile.mkdtemp(prefix="sam-annotator-export-"))
+    # The photos the stage shows are served from here (named by content hash).
+    gr.set_static_paths([str(media_dir)])
+    examples = example_images() if examples is None else examples
+    h = Handlers(manager, media_dir, export_dir, examples)
+    atexit.register(h.cleanup)
+    lists_js = _read("lists.js")
+
+    with gr.Blocks(title="SAM Annotator") as demo:
+        demo.sam_handlers = h  # type: ignore[attr-defined]  # for tests and embedding
+        state = gr.State(None)
+        timer = gr.Timer(1.0, active=False)
+        with gr.Row(equal_height=True):
+            gr.HTML(
+                "<h1>SAM Annotator</h1><p>Click an object, pick the best of three masks, "
+                "label it, export PNGs.</p>",
+                elem_id="sam-header",
+                js_on_load=None,
+            )
+            model_status = gr.HTML("", elem_id="sam-model-status", js_on_load=None)
+
+        with gr.Row():
+            with gr.Column(scale=3, min_width=480):
+                with gr.Row(elem_id="sam-toolbar"):
+                    mode = gr.Radio(
+                        [
+                            ("Positive", MODES[0]),
+                            ("Negative", MODES[1]),
+                        ],
+                        value=MODES[0],
+                        show_label=False,
+                        container=False,
+                        elem_id="sam-mode",
+                        scale=2,
+                        min_width=220,
+                    )
+                    undo_btn = gr.Button("↶ Undo", elem_id="sam-undo", size="sm", scale=1)
+                    redo_btn = gr.Button("↷ Redo", elem_id="sam-redo", size="sm", scale=1)
+                    clear_btn = gr.Button("Clear (Esc)", elem_id="sam-clear", size="sm", scale=1)
+                    accept_btn = gr.Button(
+                        "✓ Accept (Enter)",
+                        elem_id="sam-accept",
+                        variant="primary",
+                        size="sm",
+                        scale=2,
+                    )
+                stage = gr.HTML(
+                    "",
+                    elem_id="sam-stage",
+                    js_on_load=_read("stage.js"),
+                    apply_default_css=False,
+                )
+                message = gr.HTML("", elem_id="sam-message", js_on_load=None)
+                cands = gr.HTML(
+                    "", elem_id="sam-cands", js_on_load=lists_js, apply_default_css=False
+                )
+                with gr.Row():
+                    opacity = gr.Slider(
+                        0.0, 1.0, value=0.5, step=0.05, label="Mask opacity", elem_id="sam-opacity"
+                    )
+                    only_current = gr.Checkbox(
+                        label="Show only the current mask (H)", elem_id="sam-only"
+                    )
+
+            with gr.Column(scale=2, min_width=340):
+                upload = gr.File(
+                    label="Upload image (or drop it on the canvas)",
+                    file_types=["image"],
+                    type="filepath",
+                    elem_id="sam-upload",
+                    height=110,
+                )
+                example_gallery = gr.Gallery(
+                    value=[str(p) for p in examples],
+                    label="Examples (click to open)",
+                    columns=4,
+                    height=110,
+                    allow_preview=False,
+                    elem_id="sam-examples",
+                    visible=bool(examples),
+                )
+                with gr.Group():
+                    gr.Markdown("**Labels** — new objects get the highlighted one", padding=True)
+                    labels = gr.HTML(
+                        "", elem_id="sam-labels", js_on_load=lists_js, apply_default_css=False
+                    )
+                    with gr.Row():
+                        label_name = gr.Textbox(
+                            label="Label name", elem_id="sam-label-name", scale=3, max_lines=1
+                        )
+                        label_color = gr.ColorPicker(
+                            label="Colour", elem_id="sam-label-color", scale=1, min_width=70
+                        )
+                    with gr.Row():
+                        add_label_btn = gr.Button("+ Add label", size="sm", elem_id="sam-add-label")
+                        save_label_btn = gr.Button(
+                            "Rename / recolour", size="sm", elem_id="sam-save-label"
+                        )
+                        remove_label_btn = gr.Button(
+                            "Remove", size="sm", elem_id="sam-remove-label", variant="stop"
+                        )
+                with gr.Group():
+                    gr.Markdown(
+                        "**Objects** — click a row to select; ◉ hide · ✎ re-edit · ✕ delete",
+                        padding=True,
+                    )
+                    objects = gr.HTML(
+                        "", elem_id="sam-objects", js_on_load=lists_js, apply_default_css=False
+                    )
+                    with gr.Column(visible=False) as obj_panel:
+                        obj_title = gr.Markdown("", padding=True)
+                        with gr.Row():
+                            obj_label = gr.Dropdown(
+                                [],
+                                label="Label (type a new name to rename)",
+                                allow_custom_value=True,
+                                elem_id="sam-obj-label",
+                                scale=3,
+                            )
+                            obj_color = gr.ColorPicker(
+                                label="Colour", elem_id="sam-obj-color", scale=1, min_width=70
+                            )
+                with gr.Group():
+                    gr.Markdown(
+                        "**Export** — original resolution, lossless PNG. *Mask PNG*: the current "
+                        "mask, else the selected object.",
+                        padding=True,
+                    )
+                    with gr.Row():
+                        export_zip_btn = gr.Button(
+                            "⬇ Export all (zip)", variant="primary", elem_id="sam-export-zip"
+                        )
+                        export_mask_btn = gr.Button("Mask PNG", elem_id="sam-export-mask")
+                    export_files = gr.File(
+                        label="Downloads", file_count="multiple", elem_id="sam-downloads",
+                        interactive=False, visible=False,
+                    )  # fmt: skip
+                with gr.Accordion("Model", open=False, elem_id="sam-model-box"):
+                    model_choice = gr.Dropdown(
+                        [label for label, _ in MODEL_CHOICES],
+                        value=None,
+                        label="Model: pick one, or type a hub repo id / local path",
+                        allow_custom_value=True,
+                        elem_id="sam-model-choice",
+                    )
+                    model_btn = gr.Button("Load model", elem_id="sam-model-load", size="sm")
+                with gr.Accordion("Keyboard & mouse", open=True):
+                    gr.HTML(SHORTCUTS, js_on_load=None)
+
+        # Hidden components behind the HTTP API (`api_name="predict"`).
+        with gr.Group(visible=False):
+            api_image = gr.File(label="image", type="filepath")
+            api_points = gr.Textbox(label="points")
+            api_box = gr.Textbox(label="box")
+            api_multimask = gr.Checkbox(label="multimask", value=True)
+            api_mask = gr.File(label="mask")
+            api_info = gr.JSON(label="info")
+            api_btn = gr.Button("predict")
+
+        outputs: dict[str, gr.components.Component | gr.Column] = {
+            "state": state,
+            "stage": stage,
+            "cands": cands,
+            "objects": objects,
+            "labels": labels,
+            "message": message,
+            "model_status": model_status,
+            "label_name": label_name,
+            "label_color": label_color,
+            "obj_panel": obj_panel,
+            "obj_title": obj_title,
+            "obj_label": obj_label,
+            "obj_color": obj_color,
+            "export_files": export_files,
+            "timer": timer,
+        }
+        out_list = list(outputs.values())
+
+        def wire(fn: Callable[..., Any]) -> Callable[..., Any]:
+            """Map a handler's ``{name: value}`` result onto components."""
+            # functools.wraps keeps the signature, which is how Gradio finds `gr.EventData`.
+            if inspect.isgeneratorfunction(fn):
+
+                @functools.wraps(fn)
+                def gen(*args: Any) -> Iterator[dict[Any, Any]]:
+                    for updates in fn(*args):
+                        yield _to_components(updates, outputs)
+
+                return gen
+
+            @functools.wraps(fn)
+            def plain(*args: Any) -> dict[Any, Any]:
+                return _to_components(fn(*args), outputs)
+
+            return plain
+
+        # Progress is shown by the stage itself ("Encoding image… 2.1 s"); Gradio's spinners
+        # would otherwise cover every output component of these events.
+        private: dict[str, Any] = {
+            "api_visibility": "private",
+            "outputs": out_list,
+            "show_progress": "hidden",
+        }
+        # Edits run one at a time, in order: two quick clicks must see each other's result.
+        quick = {
+            **private,
+            "concurrency_id": "edit",
+            "concurrency_limit": 1,
+        }
+
+        demo.load(wire(h.on_load), [state], **private)
+        timer.tick(wire(h.on_tick), [state], **private)
+        stage.prompt(wire(h.on_prompt), [state, mode], trigger_mode="multiple", **quick)
+        stage.dropped(wire(h.on_dropped), [state], **private)
+        cands.pick(wire(h.on_pick), [state], **quick)
+        labels.choose(wire(h.on_choose_label), [state], **quick)
+        objects.act(wire(h.on_object), [state], **quick)
+        accept_btn.click(wire(h.on_accept), [state], **quick)
+        clear_btn.click(wire(h.on_clear), [state], **quick)
+        undo_btn.click(wire(h.on_undo), [state], trigger_mode="multiple", **quick)
+        redo_btn.click(wire(h.on_redo), [state], trigger_mode="multiple", **quick)
+        mode.change(wire(h.on_mode), [state, mode], **quick)
+        opacity.release(wire(h.on_view), [state, opacity, only_current], **quick)
+        only_current.input(wire(h.on_view), [state, opacity, only_current], **quick)
+        upload.upload(wire(h.on_upload), [state, upload], **private)
+        example_gallery.select(wire(h.on_example), [state], **private)
+        add_label_btn.click(wire(h.on_add_label), [state, label_name, label_color], **quick)
+        label_name.submit(wire(h.on_add_label), [state, label_name, label_color], **quick)
+        save_label_btn.click(wire(h.on_save_label), [state, label_name, label_color], **quick)
+        remove_label_btn.click(wire(h.on_remove_label), [state], **quick)
+        obj_label.input(wire(h.on_object_label), [state, obj_label], **quick)
+        obj_color.input(
+            wire(h.on_object_color), [state, obj_color], trigger_mode="always_last", **quick
+        )
+        export_zip_btn.click(wire(h.on_export_zip), [state], **private)
+        export_mask_btn.click(wire(h.on_export_mask), [state], **private)
+        model_btn.click(wire(h.on_model_change), [state, model_choice], **private)
+
+        api_btn.click(
+            h.api_predict,
+            [api_image, api_points, api_box, api_multimask],
+            [api_mask, api_info],
+            api_name="predict",
+            api_description=(
+                "Segment an image. points: JSON [[x, y, label], ...] (label 1 = object, "
+                "0 = background), box: JSON [x0, y0, x1, y1] or empty, multimask: three "
+                "candidates for one click. Returns the best mask as a PNG (0/255, image size) "
+                'and {"scores": [...], "size": [H, W]}.'
+            ),
+        )
+    return demo
+
+
+def _to_components(updates: Updates, outputs: dict[str, Any]) -> dict[Any, Any]:
+    return {outputs[name]: value for name, value in updates.items() if name in outputs}

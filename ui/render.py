@@ -1,0 +1,417 @@
+"""Drawing for the page: mask overlays, candidate thumbnails, and the HTML of the custom widgets.
+
+Pure numpy/PIL/string code with no Gradio and no tensors, so it is fast to test. Masks are
+displayed at a capped resolution (the browser scales the overlay over the photo anyway); exports
+never go through here and stay at the original size.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .state import Candidates, Doc, Mask, Session
+
+logger = logging.getLogger(__name__)
+
+MAX_DISPLAY_SIDE = 1280  # overlay resolution cap; the photo itself is shown at up to 2048
+MAX_PHOTO_SIDE = 2048
+THUMB_SIDE = 168
+CURRENT_OUTLINE = (255, 255, 255)
+# Every stage render differs (data-rev), so the browser's diff also clears markers that
+# stage.js drew optimistically for a click the server rejected.
+_revision = itertools.count(1)
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    c = color.strip().lstrip("#")
+    if len(c) == 3:
+        c = "".join(ch * 2 for ch in c)
+    try:
+        return (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))
+    except (ValueError, IndexError):
+        return (78, 121, 167)
+
+
+def normalize_color(color: str | None, fallback: str = "#4e79a7") -> str:
+    """``'#RGB'``, ``'#rrggbb'``, ``'rgb(r, g, b)'`` or ``'rgba(...)'`` -> ``'#rrggbb'``."""
+    if not color:
+        return fallback
+    text = color.strip().lower()
+    if text.startswith("rgb"):
+        try:
+            parts = [float(p) for p in text[text.index("(") + 1 : text.index(")")].split(",")[:3]]
+            r, g, b = (max(0, min(255, round(p))) for p in parts)
+            return f"#{r:02x}{g:02x}{b:02x}"
+        except (ValueError, IndexError):
+            return fallback
+    r, g, b = hex_to_rgb(text)
+    if text.lstrip("#") and all(ch in "0123456789abcdef" for ch in text.lstrip("#")):
+        return f"#{r:02x}{g:02x}{b:02x}"
+    return fallback
+
+
+def display_size(height: int, width: int, max_side: int = MAX_DISPLAY_SIDE) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def sample_grid(height: int, width: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source row/column of each display pixel (nearest, pixel centres)."""
+    rows = np.minimum(((np.arange(out_h) + 0.5) * height / out_h).astype(np.int64), height - 1)
+    cols = np.minimum(((np.arange(out_w) + 0.5) * width / out_w).astype(np.int64), width - 1)
+    return rows, cols
+
+
+def sample_mask(
+    mask: Mask, rows: np.ndarray, cols: np.ndarray
+) -> tuple[slice, slice, np.ndarray] | None:
+    """The display-resolution part of ``mask``: where it goes and its pixels (None if empty).
+
+    Works on the bounding-box crop so drawing many small objects stays cheap.
+    """
+    h, w = mask.crop_shape
+    if h == 0:
+        return None
+    r0, r1 = np.searchsorted(rows, [mask.top, mask.top + h])
+    c0, c1 = np.searchsorted(cols, [mask.left, mask.left + w])
+    if r1 <= r0 or c1 <= c0:
+        return None
+    sub = mask.crop[np.ix_(rows[r0:r1] - mask.top, cols[c0:c1] - mask.left)]
+    return slice(int(r0), int(r1)), slice(int(c0), int(c1)), sub
+
+
+def outline(sub: np.ndarray, width: int = 1) -> np.ndarray:
+    """Pixels of ``sub`` that touch the outside (a ``width``-pixel inner contour)."""
+    inner = sub.copy()
+    for _ in range(width):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return sub & ~inner
+
+
+def _paint(
+    canvas: np.ndarray,
+    mask: Mask,
+    grid: tuple[np.ndarray, np.ndarray],
+    rgb: tuple[int, int, int],
+    fill_alpha: int,
+    line_rgb: tuple[int, int, int] | None = None,
+    line_width: int = 1,
+) -> None:
+    placed = sample_mask(mask, *grid)
+    if placed is None:
+        return
+    rs, cs, sub = placed
+    region = canvas[rs, cs]
+    region[sub] = (*rgb, fill_alpha)
+    region[outline(sub, line_width)] = (*(line_rgb or rgb), 255)
+
+
+def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """Objects (unless hidden or 'only current') and the current mask, as ``(h, w, 4)`` RGBA."""
+    doc, view = session.doc, session.view
+    if doc.image is None:
+        return None
+    height, width = doc.image.size
+    out_h, out_w = size or display_size(height, width)
+    grid = sample_grid(height, width, out_h, out_w)
+    canvas = np.zeros((out_h, out_w, 4), dtype=np.uint8)
+    alpha = round(255 * min(max(view.opacity, 0.0), 1.0))
+    if not view.only_current:
+        for obj in doc.objects:
+            if obj.hidden or obj.id == doc.editing:
+                continue
+            selected = obj.id == session.selected_object
+            _paint(
+                canvas,
+                obj.mask,
+                grid,
+                hex_to_rgb(doc.color_of(obj)),
+                alpha,
+                CURRENT_OUTLINE if selected else None,
+                2 if selected else 1,
+            )
+    if doc.candidates is not None:
+        _paint(
+            canvas, doc.candidates.mask, grid, hex_to_rgb(current_color(session)), alpha,
+            CURRENT_OUTLINE, 2,
+        )  # fmt: skip
+    return canvas
+
+
+def current_color(session: Session) -> str:
+    doc = session.doc
+    if doc.editing is not None and (obj := doc.object(doc.editing)) is not None:
+        return doc.color_of(obj)
+    lab = doc.label(session.active_label)
+    return lab.color if lab else "#4e79a7"
+
+
+def png_data_uri(rgba: np.ndarray) -> str:
+    buf = io.BytesIO()
+    # Level 1: overlays change on every click; speed matters more than a few KB.
+    Image.fromarray(rgba).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def jpeg_data_uri(rgb: np.ndarray, quality: int = 85) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def write_display_image(image: np.ndarray, key: str, folder: Path) -> Path:
+    """Save the photo the browser shows (downscaled JPEG), named by content so it is reused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.jpg"
+    if not path.exists():
+        h, w = image.shape[:2]
+        dh, dw = display_size(h, w, MAX_PHOTO_SIDE)
+        pil = Image.fromarray(image)
+        if (dh, dw) != (h, w):
+            pil = pil.resize((dw, dh), Image.Resampling.LANCZOS)
+        tmp = path.with_suffix(".tmp")
+        pil.save(tmp, format="JPEG", quality=90)
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    return path
+
+
+def file_url(path: str | Path) -> str:
+    """URL under which Gradio serves a file from an allowed folder."""
+    return "/gradio_api/file=" + str(Path(path).resolve())
+
+
+# -- the image stage ---------------------------------------------------------------------------
+
+
+def _pct(value: float, total: int) -> str:
+    return f"{100.0 * value / total:.4f}%"
+
+
+def stage_html(session: Session, busy: str | None = None) -> str:
+    """The interactive image: photo, overlay, prompt markers, and a busy veil while encoding.
+
+    ``static/stage.js`` turns pointer events on ``.sam-canvas`` into prompts; it reads the
+    original image size from ``data-w``/``data-h`` to map display pixels to image pixels.
+    """
+    doc = session.doc
+    mode = "neg" if session.view.negative_mode else "pos"
+    rev = next(_revision)
+    if doc.image is None:
+        veil = _busy_html(busy) if busy else ""
+        return (
+            f'<div class="sam-stage sam-empty" data-mode="{mode}" data-rev="{rev}">'
+            '<div class="sam-drop"><div class="sam-drop-icon">⬆</div>'
+            "<div><b>Drop an image here</b></div>"
+            "<div>or click here to choose a file, or pick an example on the right</div></div>"
+            f"{veil}</div>"
+        )
+    height, width = doc.image.size
+    parts = [
+        f'<div class="sam-stage" data-mode="{mode}" data-w="{width}" data-h="{height}" '
+        f'data-key="{doc.image.key}" data-rev="{rev}">',
+        f'<div class="sam-canvas" style="--ar:{width / height:.6f}">',
+        f'<img class="sam-base" alt="" draggable="false" src="{file_url(doc.image.display_path)}">',
+    ]
+    rgba = overlay_rgba(session)
+    if rgba is not None and rgba[..., 3].any():
+        uri = png_data_uri(rgba)
+        parts.append(f'<img class="sam-overlay" alt="" draggable="false" src="{uri}">')
+    box = doc.prompt.box
+    if box is not None:
+        x0, y0, x1, y1 = box
+        parts.append(
+            f'<div class="sam-box" data-box="{x0},{y0},{x1},{y1}" '
+            f'style="left:{_pct(x0, width)};top:{_pct(y0, height)};'
+            f'width:{_pct(x1 - x0, width)};height:{_pct(y1 - y0, height)}"></div>'
+        )
+    for x, y, label in doc.prompt.points:
+        kind = "pos" if label == 1 else "neg"
+        parts.append(
+            f'<div class="sam-pt sam-{kind}" data-x="{x}" data-y="{y}" '
+            f'style="left:{_pct(x + 0.5, width)};top:{_pct(y + 0.5, height)}"></div>'
+        )
+    parts.append('<div class="sam-live"></div>')
+    if busy:
+        parts.append(_busy_html(busy))
+    parts.append("</div>")
+    parts.append(f'<div class="sam-hud">{_hud_text(session)}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _busy_html(text: str) -> str:
+    since = int(time.time() * 1000)
+    return (
+        f'<div class="sam-busy"><div class="sam-spinner"></div><span>{html.escape(text)}</span>'
+        f'<span class="sam-elapsed" data-since="{since}">0.0 s</span></div>'
+    )
+
+
+def _hud_text(session: Session) -> str:
+    doc = session.doc
+    assert doc.image is not None
+    height, width = doc.image.size
+    bits = [f"{html.escape(doc.image.name)} · {width}×{height}"]
+    n_pos = sum(1 for p in doc.prompt.points if p[2] == 1)
+    n_neg = len(doc.prompt.points) - n_pos
+    if doc.prompt.empty and doc.candidates is None:
+        bits.append("click = object · right-click / Shift+click = background · drag = box")
+    if not doc.prompt.empty:
+        prompt = f"{n_pos} positive, {n_neg} negative"
+        if doc.prompt.box is not None:
+            prompt += " + box"
+        bits.append(prompt)
+    if doc.candidates is not None:
+        c = doc.candidates
+        bits.append(
+            f"mask {c.selected + 1}/{len(c.masks)} · IoU {c.score:.3f} · {c.mask.area:,} px"
+        )
+    if doc.editing is not None:
+        bits.append(f"editing object #{doc.editing}")
+    return " · ".join(bits)
+
+
+# -- candidates strip --------------------------------------------------------------------------
+
+
+def _thumb_window(doc: Doc) -> tuple[int, int, int, int]:
+    """Crop shared by all thumbnails: the candidates' union box plus a margin, so part-vs-whole
+    differences are visible even for small objects."""
+    assert doc.image is not None and doc.candidates is not None
+    height, width = doc.image.size
+    boxes = [m.bbox for m in doc.candidates.masks if m.bbox is not None]
+    if not boxes:
+        return (0, 0, width, height)
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[2] for b in boxes)
+    y1 = max(b[3] for b in boxes)
+    side = max(x1 - x0, y1 - y0) * 1.25 + 16
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(max(0, min(cx - side / 2, width - side)))
+    top = int(max(0, min(cy - side / 2, height - side)))
+    return (left, top, int(min(width, left + side)), int(min(height, top + side)))
+
+
+def candidate_thumbnails(session: Session) -> list[str]:
+    """One JPEG data URI per candidate: the photo with that mask tinted and outlined."""
+    doc = session.doc
+    if doc.image is None or doc.candidates is None:
+        return []
+    left, top, right, bottom = _thumb_window(doc)
+    crop = doc.image.array[top:bottom, left:right]
+    th, tw = display_size(bottom - top, right - left, THUMB_SIDE)
+    rows, cols = sample_grid(bottom - top, right - left, th, tw)
+    base = crop[np.ix_(rows, cols)].astype(np.float32)
+    rgb = np.array(hex_to_rgb(current_color(session)), dtype=np.float32)
+    uris = []
+    for mask in doc.candidates.masks:
+        sub = mask.to_array()[top:bottom, left:right][np.ix_(rows, cols)]
+        img = base.copy()
+        img[sub] = img[sub] * 0.45 + rgb * 0.55
+        img[outline(sub)] = (255, 255, 255)
+        uris.append(jpeg_data_uri(img.astype(np.uint8)))
+    return uris
+
+
+def candidates_html(session: Session) -> str:
+    doc = session.doc
+    cands: Candidates | None = doc.candidates
+    if cands is None:
+        hint = (
+            "Click the object: one click gives three candidate masks to choose from."
+            if doc.image is not None
+            else "Candidates appear here after the first click."
+        )
+        return f'<div class="sam-cands sam-cands-empty">{hint}</div>'
+    cards = []
+    total = doc.image.size[0] * doc.image.size[1] if doc.image else 1
+    for i, (uri, score, mask) in enumerate(
+        zip(candidate_thumbnails(session), cands.scores, cands.masks, strict=True)
+    ):
+        selected = " sam-selected" if i == cands.selected else ""
+        cards.append(
+            f'<button class="sam-cand{selected}" data-event="pick" data-index="{i}" '
+            f'title="Use candidate {i + 1}">'
+            f'<img alt="candidate {i + 1}" src="{uri}">'
+            f'<span class="sam-cand-cap"><b>{i + 1}</b> IoU {score:.3f} · '
+            f"{100 * mask.area / total:.1f}%</span></button>"
+        )
+    note = (
+        "Best first. Click one to use it; more clicks refine the chosen one."
+        if len(cands.masks) > 1
+        else "Refined mask (more prompts give one mask)."
+    )
+    return f'<div class="sam-cands">{"".join(cards)}<div class="sam-cands-note">{note}</div></div>'
+
+
+# -- labels and objects ------------------------------------------------------------------------
+
+
+def labels_html(session: Session) -> str:
+    doc = session.doc
+    counts: dict[str, int] = {}
+    for obj in doc.objects:
+        counts[obj.label] = counts.get(obj.label, 0) + 1
+    chips = []
+    for i, lab in enumerate(doc.labels):
+        active = " sam-active" if lab.name == session.active_label else ""
+        key = f"<kbd>{i + 1}</kbd>" if i < 9 else ""
+        chips.append(
+            f'<button class="sam-chip{active}" data-event="choose" data-index="{i}" '
+            f'title="Label new objects as {html.escape(lab.name)}">'
+            f'{key}<span class="sam-swatch" style="background:{lab.color}"></span>'
+            f"{html.escape(lab.name)} <small>({counts.get(lab.name, 0)})</small></button>"
+        )
+    return f'<div class="sam-chips">{"".join(chips)}</div>'
+
+
+def objects_html(session: Session) -> str:
+    doc = session.doc
+    if not doc.objects:
+        return (
+            '<div class="sam-objs-empty">No objects yet. Click an object, then '
+            "<b>Accept</b> (Enter) to add it here.</div>"
+        )
+    total = doc.image.size[0] * doc.image.size[1] if doc.image else 1
+    rows = []
+    for obj in doc.objects:
+        classes = ["sam-obj"]
+        if obj.id == session.selected_object:
+            classes.append("sam-selected")
+        if obj.hidden:
+            classes.append("sam-hidden")
+        if obj.id == doc.editing:
+            classes.append("sam-editing")
+        eye = "Show" if obj.hidden else "Hide"
+        rows.append(
+            f'<div class="{" ".join(classes)}" data-event="act" data-id="{obj.id}" '
+            f'data-action="select">'
+            f'<span class="sam-swatch" style="background:{doc.color_of(obj)}"></span>'
+            f'<span class="sam-obj-name">#{obj.id} {html.escape(obj.label)}</span>'
+            f'<span class="sam-obj-meta">{100 * obj.mask.area / total:.1f}%</span>'
+            f'<button data-event="act" data-id="{obj.id}" data-action="hide" title="{eye}">'
+            f"{'◌' if obj.hidden else '◉'}</button>"
+            f'<button data-event="act" data-id="{obj.id}" data-action="edit" '
+            f'title="Re-edit with more clicks">✎</button>'
+            f'<button data-event="act" data-id="{obj.id}" data-action="delete" '
+            f'title="Delete">✕</button></div>'
+        )
+    return f'<div class="sam-objs">{"".join(rows)}</div>'
+
+
+def message_html(session: Session) -> str:
+    if not session.message:
+        return ""
+    kind = "sam-msg sam-error" if session.message_is_error else "sam-msg"
+    return f'<div class="{kind}">{html.escape(session.message)}</div>'

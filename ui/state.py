@@ -1,0 +1,269 @@
+"""Per-session annotation state: the image, prompts, candidates, labels, objects and history.
+
+Everything undoable lives in one immutable :class:`Doc`; an edit builds a new ``Doc`` and the
+previous one goes on the undo stack. Docs share their numpy arrays (masks, logits, the image),
+which are made read-only, so a history of a hundred steps costs little more than one step.
+
+A :class:`Session` is what a browser tab keeps in its ``gr.State``; nothing here is global, so
+two tabs never see each other's work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+# Distinct, colour-blind-friendly-ish hues for new labels (Tableau 10 without grey).
+PALETTE: tuple[str, ...] = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+)
+DEFAULT_LABELS: tuple[str, ...] = ("object", "background")
+HISTORY_LIMIT = 100
+
+
+def frozen(array: np.ndarray) -> np.ndarray:
+    """Mark ``array`` read-only: docs share arrays, so an in-place edit would rewrite history."""
+    array.flags.writeable = False
+    return array
+
+
+def image_key(image: np.ndarray) -> str:
+    """Content digest of an RGB image (same pixels -> same key, whatever the file name)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=12)
+    digest.update(repr(image.shape).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A binary mask stored as its bounding-box crop, bit-packed: exact, and small.
+
+    History keeps every step's candidates, so a full-size bool mask per candidate per step
+    would cost hundreds of MB on a large photo; packed crops cost a fraction of that.
+    """
+
+    shape: tuple[int, int]  # (H, W) of the full image
+    top: int
+    left: int
+    crop_shape: tuple[int, int]  # (h, w); (0, 0) for an empty mask
+    bits: np.ndarray  # np.packbits of the (h, w) crop, read-only
+    area: int
+
+    @classmethod
+    def from_array(cls, mask: np.ndarray) -> Mask:
+        mask = np.asarray(mask, dtype=bool)
+        shape = (int(mask.shape[0]), int(mask.shape[1]))
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
+            return cls(shape, 0, 0, (0, 0), frozen(np.zeros(0, np.uint8)), 0)
+        cols = np.flatnonzero(mask.any(axis=0))
+        top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        crop = mask[top:bottom, left:right]
+        return cls(
+            shape,
+            int(top),
+            int(left),
+            (int(bottom - top), int(right - left)),
+            frozen(np.packbits(crop, axis=None)),
+            int(np.count_nonzero(crop)),
+        )
+
+    @property
+    def crop(self) -> np.ndarray:
+        """The ``(h, w)`` bool crop (unpacked on each access; callers keep it if needed)."""
+        h, w = self.crop_shape
+        return np.unpackbits(self.bits, count=h * w).reshape(h, w).astype(bool)
+
+    def to_array(self) -> np.ndarray:
+        full = np.zeros(self.shape, dtype=bool)
+        h, w = self.crop_shape
+        full[self.top : self.top + h, self.left : self.left + w] = self.crop
+        return full
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int] | None:
+        """``(x0, y0, x1, y1)`` with exclusive ends, or None when empty."""
+        h, w = self.crop_shape
+        if h == 0:
+            return None
+        return (self.left, self.top, self.left + w, self.top + h)
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    color: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The clicks and box of the mask being drawn; coordinates in original image pixels."""
+
+    points: tuple[tuple[int, int, int], ...] = ()  # (x, y, label) with label 1 = fg, 0 = bg
+    box: tuple[int, int, int, int] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.points and self.box is None
+
+    def with_point(self, x: int, y: int, label: int) -> Prompt:
+        return replace(self, points=(*self.points, (int(x), int(y), int(label))))
+
+    def with_box(self, box: tuple[int, int, int, int]) -> Prompt:
+        return replace(self, box=tuple(int(v) for v in box))  # type: ignore[arg-type]
+
+    def wants_candidates(self) -> bool:
+        """One click is ambiguous (part, object, group): ask SAM for three masks."""
+        return len(self.points) == 1 and self.box is None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the engine returned for the current prompt, best first."""
+
+    masks: tuple[Mask, ...]
+    scores: tuple[float, ...]
+    logits: np.ndarray  # (K, 256, 256) float32, read-only
+    selected: int = 0
+
+    @property
+    def mask(self) -> Mask:
+        return self.masks[self.selected]
+
+    @property
+    def score(self) -> float:
+        return self.scores[self.selected]
+
+    def selected_logits(self) -> np.ndarray:
+        """The chosen candidate's low-res logits, shaped ``(1, 256, 256)`` for ``mask_input``."""
+        return self.logits[self.selected : self.selected + 1]
+
+
+@dataclass(frozen=True)
+class AnnotatedObject:
+    id: int
+    label: str
+    mask: Mask
+    score: float
+    prompt: Prompt = Prompt()
+    logits: np.ndarray | None = None  # (1, 256, 256): lets a re-edit refine where it left off
+    color: str | None = None  # None: the label's colour
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    key: str
+    array: np.ndarray  # (H, W, 3) uint8 RGB, read-only
+    name: str
+    display_path: str  # downscaled JPEG the browser shows
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return (int(self.array.shape[0]), int(self.array.shape[1]))
+
+
+def default_labels() -> tuple[Label, ...]:
+    return tuple(Label(n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(DEFAULT_LABELS))
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One undoable snapshot of the work on an image."""
+
+    image: ImageRef | None = None
+    labels: tuple[Label, ...] = field(default_factory=default_labels)
+    objects: tuple[AnnotatedObject, ...] = ()
+    prompt: Prompt = Prompt()
+    candidates: Candidates | None = None
+    editing: int | None = None  # id of the object being re-edited
+    next_id: int = 1
+
+    def label(self, name: str) -> Label | None:
+        return next((lab for lab in self.labels if lab.name == name), None)
+
+    def object(self, obj_id: int) -> AnnotatedObject | None:
+        return next((o for o in self.objects if o.id == obj_id), None)
+
+    def color_of(self, obj: AnnotatedObject) -> str:
+        if obj.color:
+            return obj.color
+        lab = self.label(obj.label)
+        return lab.color if lab else PALETTE[0]
+
+    def next_color(self) -> str:
+        used = {lab.color for lab in self.labels}
+        free = [c for c in PALETTE if c not in used]
+        return free[0] if free else PALETTE[len(self.labels) % len(PALETTE)]
+
+
+@dataclass
+class View:
+    """Display settings: per tab, not undoable."""
+
+    opacity: float = 0.5
+    only_current: bool = False
+    negative_mode: bool = False
+
+
+@dataclass
+class Session:
+    """Everything one browser tab owns; lives in ``gr.State``."""
+
+    doc: Doc = field(default_factory=Doc)
+    undo_stack: list[Doc] = field(default_factory=list)
+    redo_stack: list[Doc] = field(default_factory=list)
+    view: View = field(default_factory=View)
+    active_label: str = DEFAULT_LABELS[0]
+    selected_object: int | None = None
+    model_source: str | None = None  # None: the app's default model
+    message: str = ""  # last notice or error, shown under the image
+    message_is_error: bool = False
+
+    def notify(self, text: str, error: bool = False) -> None:
+        self.message = text
+        self.message_is_error = error
+
+    def commit(self, doc: Doc) -> None:
+        """Make ``doc`` current; the old one becomes undoable."""
+        if doc is self.doc:
+            return
+        self.undo_stack.append(self.doc)
+        del self.undo_stack[:-HISTORY_LIMIT]
+        self.redo_stack.clear()
+        self.doc = doc
+        self._fix_refs()
+
+    def undo(self) -> bool:
+        if not self.undo_stack:
+            return False
+        self.redo_stack.append(self.doc)
+        self.doc = self.undo_stack.pop()
+        self._fix_refs()
+        return True
+
+    def redo(self) -> bool:
+        if not self.redo_stack:
+            return False
+        self.undo_stack.append(self.doc)
+        self.doc = self.redo_stack.pop()
+        self._fix_refs()
+        return True
+
+    def _fix_refs(self) -> None:
+        """Keep the tab's selections pointing at things that exist in the current doc."""
+        if self.selected_object is not None and self.doc.object(self.selected_object) is None:
+            self.selected_object = None
+        if self.doc.label(self.active_label) is None and self.doc.labels:
+            self.active_label = self.doc.labels[0].name
