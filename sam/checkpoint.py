@@ -12,9 +12,11 @@ import logging
 import os
 import pickle
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from safetensors import SafetensorError
@@ -92,8 +94,14 @@ def _hub_files(repo_id: str, revision: str | None) -> CheckpointFiles:
         RevisionNotFoundError,
     )
 
+    # Offline, huggingface_hub retries each request for ~23 s before falling back to its
+    # cache; one quick probe lets an unreachable hub go straight to the cache instead.
+    cache_only = not _hub_reachable()
+
     def fetch(filename: str) -> Path:
-        return Path(hf_hub_download(repo_id, filename, revision=revision))
+        return Path(
+            hf_hub_download(repo_id, filename, revision=revision, local_files_only=cache_only)
+        )
 
     try:
         config = fetch("config.json")
@@ -149,6 +157,22 @@ def _hub_files(repo_id: str, revision: str | None) -> CheckpointFiles:
             "or pass a local folder or .pth file."
         ) from exc
     return CheckpointFiles(weights, config, pre)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint opens (always False in offline mode)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        logger.info("The Hugging Face hub (%s) cannot be reached; using the local cache", url)
+        return False
 
 
 def find_checkpoint(source: str | os.PathLike, revision: str | None = None) -> CheckpointFiles:
