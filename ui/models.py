@@ -15,20 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sam import SamPredictor, load_model
+from sam import KNOWN_MODELS, SamPredictor, load_model
 from sam.errors import SamError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
 # Shown in the model selector; any repo id or local path typed there works too.
-MODEL_CHOICES: tuple[tuple[str, str], ...] = (
-    ("SAM ViT-B (facebook/sam-vit-base)", "facebook/sam-vit-base"),
-    ("SAM ViT-L (facebook/sam-vit-large)", "facebook/sam-vit-large"),
-    ("SAM ViT-H (facebook/sam-vit-huge)", "facebook/sam-vit-huge"),
-    ("SlimSAM-50 (Zigeng/SlimSAM-uniform-50)", "Zigeng/SlimSAM-uniform-50"),
-    ("SlimSAM-77 (Zigeng/SlimSAM-uniform-77)", "Zigeng/SlimSAM-uniform-77"),
-    ("MedSAM (wanglab/medsam-vit-base)", "wanglab/medsam-vit-base"),
+MODEL_CHOICES: tuple[tuple[str, str], ...] = tuple(
+    (f"{name} ({repo})", repo) for name, repo in KNOWN_MODELS.items()
 )
 
 
