@@ -180,3 +180,21 @@ def test_tiny_and_extreme_aspect_images(model, shape):
     predictor.set_image(image)
     masks, scores, _ = predictor.predict(np.array([[0, 0]]), np.array([1]))
     assert masks.shape == (3, *shape) and np.isfinite(scores).all()
+
+
+def test_exif_rotated_photo_masks_line_up_with_the_displayed_image(model, truck, tmp_path):
+    """A phone photo stored sideways with an EXIF turn: masks follow the upright image."""
+    stored = np.ascontiguousarray(
+        np.rot90(truck, k=1)
+    )  # what the camera wrote (1800x1200 -> 1200x1800)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    path = tmp_path / "phone.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    predictor = SamPredictor(model)
+    predictor.set_image(path)
+    assert predictor.original_size == truck.shape[:2]
+    from_file = predictor.predict(np.array([[500, 375]]), np.array([1]))
+    predictor.set_image(truck)
+    upright = predictor.predict(np.array([[500, 375]]), np.array([1]))
+    np.testing.assert_array_equal(from_file[0], upright[0])
