@@ -1,185 +1,541 @@
-"""Reading every kind of image file a user may have, and refusing bad ones clearly."""
+"""load_image: every input kind gives the same RGB pixels, odd modes convert sensibly, and
+every way a file can be unusable ends in an ImageLoadError a user can act on."""
 
 from __future__ import annotations
 
 import io
+import re
 import struct
+import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile, ImageOps
 
 from sam.errors import ImageLoadError
-from sam.image_io import load_image
+from sam.image_io import DEFAULT_MAX_PIXELS, load_image
+
+PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "images"
+PHOTO_NAMES = ("dog.jpg", "dogs.jpg", "groceries.jpg", "truck.jpg")
+ORIENTATION = 0x0112  # the EXIF Orientation tag
 
 
-@pytest.fixture
-def photo(shared_images):
-    return shared_images / "dog.jpg"
+def photo(name: str = "dog.jpg") -> Path:
+    path = PHOTOS / name
+    if not path.is_file():
+        pytest.fail(f"test photo missing: {path} (the repo must sit next to shared/)")
+    return path
 
 
-def test_photo_and_every_input_kind_agree(photo):
-    expected = np.asarray(Image.open(photo).convert("RGB"))
-    from_path = load_image(photo)
-    assert from_path.shape == expected.shape and from_path.dtype == np.uint8
-    np.testing.assert_array_equal(from_path, expected)
-    assert from_path.flags.c_contiguous
-    np.testing.assert_array_equal(load_image(str(photo)), expected)
-    np.testing.assert_array_equal(load_image(photo.read_bytes()), expected)
-    with open(photo, "rb") as fh:
-        np.testing.assert_array_equal(load_image(fh), expected)
-        assert not fh.closed  # the caller's file stays open
-    np.testing.assert_array_equal(load_image(Image.open(photo)), expected)
-    np.testing.assert_array_equal(load_image(expected), expected)
+def pillow_rgb(path: Path) -> np.ndarray:
+    """What Pillow itself decodes, as displayed: the reference for photos."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def save(image: Image.Image, path: Path, **params) -> Path:
+    image.save(path, **params)
+    return path
+
+
+def pattern(height: int = 6, width: int = 10) -> np.ndarray:
+    """An RGB image with no symmetry, so any flip or rotation shows."""
+    rng = np.random.default_rng(height * 1000 + width)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` × ``height`` RGB pixels but carries no pixel data at all.
+
+    Loading it can only fail, so an error about its size proves the size was checked before
+    any decoding was attempted.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+
+
+def assert_rgb(array: np.ndarray, height: int, width: int) -> None:
+    assert isinstance(array, np.ndarray)
+    assert array.shape == (height, width, 3)
+    assert array.dtype == np.uint8
+    assert array.flags.c_contiguous
+    assert array.flags.writeable
+
+
+# -- photos and input kinds -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PHOTO_NAMES)
+def test_photo_equals_pillows_own_rgb_decode(name: str) -> None:
+    path = photo(name)
+    expected = pillow_rgb(path)
+    loaded = load_image(path)
+    assert_rgb(loaded, *expected.shape[:2])
+    np.testing.assert_array_equal(loaded, expected)
+
+
+def test_every_source_kind_gives_the_same_array() -> None:
+    path = photo("dog.jpg")
+    reference = load_image(str(path))
+    data = path.read_bytes()
+    with open(path, "rb") as handle:
+        from_open_file = load_image(handle)
+    with Image.open(path) as image:
+        from_pil = load_image(image)
+    sources = {
+        "Path": load_image(path),
+        "bytes": load_image(data),
+        "bytearray": load_image(bytearray(data)),
+        "memoryview": load_image(memoryview(data)),
+        "BytesIO": load_image(io.BytesIO(data)),
+        "open file": from_open_file,
+        "PIL image": from_pil,
+        "ndarray": load_image(reference.copy()),
+    }
+    for kind, array in sources.items():
+        assert_rgb(array, 534, 800)
+        np.testing.assert_array_equal(array, reference, err_msg=kind)
+
+
+def test_file_object_is_read_from_its_start() -> None:
+    stream = io.BytesIO(photo().read_bytes())
+    stream.seek(0, io.SEEK_END)  # e.g. an upload buffer just written to
+    np.testing.assert_array_equal(load_image(stream), load_image(photo()))
+
+
+def test_result_is_a_new_array_the_caller_owns() -> None:
+    source = pattern()
+    original = source.copy()
+    loaded = load_image(source)
+    np.testing.assert_array_equal(loaded, original)
+    assert not np.shares_memory(loaded, source)
+    loaded[:] = 0  # writeable, and the caller's array is untouched
+    np.testing.assert_array_equal(source, original)
+
+
+# -- EXIF orientation ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("orientation", "transpose"),
-    [
-        (6, Image.Transpose.ROTATE_270),
-        (8, Image.Transpose.ROTATE_90),
-        (3, Image.Transpose.ROTATE_180),
-    ],
-)
-def test_exif_orientation_is_applied(tmp_path, orientation, transpose):
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    ("orientation", "rotate"),
+    [(1, lambda a: a), (3, lambda a: np.rot90(a, 2)), (6, lambda a: np.rot90(a, -1)),
+     (8, lambda a: np.rot90(a, 1))],
+)  # fmt: skip
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, rotate) -> None:
+    stored = pattern(6, 10)  # as the camera wrote the pixels
     exif = Image.Exif()
-    exif[0x0112] = orientation
-    path = tmp_path / "phone.png"
-    Image.fromarray(pixels).save(path, exif=exif)
-    out = load_image(path)
-    np.testing.assert_array_equal(out, np.asarray(Image.fromarray(pixels).transpose(transpose)))
+    exif[ORIENTATION] = orientation
+    path = save(Image.fromarray(stored), tmp_path / "rotated.png", exif=exif)
+
+    loaded = load_image(path)
+
+    expected = rotate(stored)  # as a viewer displays it
+    assert loaded.shape == expected.shape
+    if orientation in (6, 8):
+        assert loaded.shape == (10, 6, 3)  # portrait: width and height swapped
+    np.testing.assert_array_equal(loaded, expected)
 
 
-def saved(tmp_path, img: Image.Image, name: str, **kwargs):
-    path = tmp_path / name
-    img.save(path, **kwargs)
-    return load_image(path)
+def test_exif_orientation_of_a_jpeg(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:48, 0:80]
+    stored = np.stack([x * 3, y * 5, 255 - x * 3], axis=-1).astype(np.uint8)
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # rotate 90° clockwise to display
+    path = save(Image.fromarray(stored), tmp_path / "phone.jpg", exif=exif, quality=95)
+
+    loaded = load_image(path)
+
+    assert loaded.shape == (80, 48, 3)
+    error = np.abs(loaded.astype(int) - np.rot90(stored, -1).astype(int))
+    assert error.mean() < 3, error.mean()
 
 
-def test_gray_palette_and_alpha(tmp_path):
-    gray = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16))
-    out = saved(tmp_path, gray, "gray.png")
-    assert out.shape == (16, 16, 3) and (out[..., 0] == out[..., 2]).all()
-    assert out[0, 5, 1] == 5
+def test_a_given_pil_image_is_not_rotated_in_place(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    path = save(Image.fromarray(pattern(6, 10)), tmp_path / "r.png", exif=exif)
+    with Image.open(path) as image:
+        assert load_image(image).shape == (10, 6, 3)
+        assert image.size == (10, 6)  # the caller's image still has its own size
 
-    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
-    rgba[0, 0] = (255, 0, 0, 255)  # opaque red
-    rgba[0, 1] = (0, 0, 255, 0)  # fully transparent blue -> white
-    rgba[0, 2] = (0, 0, 0, 128)  # half-transparent black -> mid gray
-    out = saved(tmp_path, Image.fromarray(rgba, "RGBA"), "rgba.png")
-    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[0, 1]) == (255, 255, 255)
-    assert abs(int(out[0, 2, 0]) - 127) <= 1
 
-    la = Image.fromarray(
-        np.stack([np.full((4, 4), 10, np.uint8), np.zeros((4, 4), np.uint8)], -1), "LA"
+# -- Pillow modes -------------------------------------------------------------------------
+
+
+def test_gray_is_replicated_to_rgb(tmp_path: Path) -> None:
+    gray = np.arange(60, dtype=np.uint8).reshape(6, 10) * 4
+    loaded = load_image(save(Image.fromarray(gray, mode="L"), tmp_path / "g.png"))
+    assert_rgb(loaded, 6, 10)
+    for channel in range(3):
+        np.testing.assert_array_equal(loaded[:, :, channel], gray)
+
+
+def test_one_bit_image_becomes_black_and_white(tmp_path: Path) -> None:
+    bits = np.zeros((5, 7), dtype=bool)
+    bits[1:3, 2:6] = True
+    loaded = load_image(save(Image.fromarray(bits), tmp_path / "bits.png"))
+    np.testing.assert_array_equal(loaded[:, :, 0], np.where(bits, 255, 0))
+    np.testing.assert_array_equal(loaded[:, :, 0], loaded[:, :, 2])
+
+
+def test_rgba_is_composited_over_white(tmp_path: Path) -> None:
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (10, 20, 30, 0)  # fully transparent: shows the white background
+    rgba[0, 1] = (10, 20, 30, 255)  # opaque: its own colour
+    rgba[1, 0] = (0, 0, 0, 128)  # half transparent black: mid gray
+    rgba[1, 1] = (200, 100, 0, 64)
+    loaded = load_image(save(Image.fromarray(rgba, mode="RGBA"), tmp_path / "a.png"))
+
+    assert tuple(loaded[0, 0]) == (255, 255, 255)
+    assert tuple(loaded[0, 1]) == (10, 20, 30)
+    alpha = rgba[1, :, 3:4] / 255.0
+    expected = rgba[1, :, :3] * alpha + 255 * (1 - alpha)
+    np.testing.assert_allclose(loaded[1], expected, atol=1)
+
+
+def test_gray_with_alpha_is_composited_over_white(tmp_path: Path) -> None:
+    la = np.array([[[50, 0], [50, 255]]], dtype=np.uint8)
+    loaded = load_image(save(Image.fromarray(la, mode="LA"), tmp_path / "la.png"))
+    np.testing.assert_array_equal(loaded, [[[255, 255, 255], [50, 50, 50]]])
+
+
+def palette_image(indices: np.ndarray) -> Image.Image:
+    image = Image.fromarray(indices.astype(np.uint8), mode="P")
+    image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 40, 40, 40])
+    return image
+
+
+def test_palette_image_is_looked_up(tmp_path: Path) -> None:
+    indices = np.array([[0, 1], [2, 3]])
+    loaded = load_image(save(palette_image(indices), tmp_path / "p.png"))
+    np.testing.assert_array_equal(loaded, [[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [40, 40, 40]]])
+
+
+def test_palette_transparency_becomes_white(tmp_path: Path) -> None:
+    indices = np.array([[0, 1], [2, 3]])
+    path = save(palette_image(indices), tmp_path / "pt.png", transparency=1)
+    with Image.open(path) as check:
+        assert check.mode == "P" and "transparency" in check.info
+    loaded = load_image(path)
+    np.testing.assert_array_equal(
+        loaded, [[[255, 0, 0], [255, 255, 255]], [[0, 0, 255], [40, 40, 40]]]
     )
-    assert tuple(saved(tmp_path, la, "la.png")[0, 0]) == (255, 255, 255)
-
-    palette = Image.fromarray(np.asarray(Image.open(tmp_path / "gray.png"))).convert("P")
-    assert saved(tmp_path, palette, "p.png").shape == (16, 16, 3)
-    transparent = Image.new("P", (4, 4), 0)
-    transparent.putpalette([0, 0, 0, 200, 10, 10])
-    transparent.info["transparency"] = 0
-    assert tuple(saved(tmp_path, transparent, "pt.png", transparency=0)[0, 0]) == (255, 255, 255)
 
 
-def test_cmyk_jpeg(tmp_path):
-    out = saved(tmp_path, Image.new("CMYK", (8, 6), (0, 255, 255, 0)), "cmyk.jpg")
-    assert out.shape == (6, 8, 3)
-    assert out[0, 0, 0] > 200 and out[0, 0, 1] < 60  # red
+def test_palette_transparency_in_a_gif(tmp_path: Path) -> None:
+    indices = np.array([[0, 1, 2]])
+    loaded = load_image(save(palette_image(indices), tmp_path / "t.gif", transparency=0))
+    np.testing.assert_array_equal(loaded, [[[255, 255, 255], [0, 255, 0], [0, 0, 255]]])
 
 
-def test_16_bit_png_and_float_tiff_are_rescaled(tmp_path):
-    values = np.array([[1000, 2000], [3000, 5000]], dtype=np.uint16)
-    out = saved(tmp_path, Image.fromarray(values), "deep.png")
-    assert out[0, 0, 0] == 0 and out[1, 1, 0] == 255 and out[0, 1, 0] == 64
-    floats = np.array([[-1.5, 0.0], [0.5, 2.5]], dtype=np.float32)
-    out = saved(tmp_path, Image.fromarray(floats, "F"), "float.tif")
-    assert out[0, 0, 0] == 0 and out[1, 1, 0] == 255
+def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:64, 0:96]
+    rgb = np.stack([x * 2, y * 3, x + y], axis=-1).astype(np.uint8)
+    path = save(Image.fromarray(rgb).convert("CMYK"), tmp_path / "print.jpg", quality=95)
+    with Image.open(path) as check:
+        assert check.mode == "CMYK"
+    loaded = load_image(path)
+    assert_rgb(loaded, 64, 96)
+    assert np.abs(loaded.astype(int) - rgb).mean() < 3
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1)])
-def test_tiny_images(tmp_path, shape):
-    out = saved(tmp_path, Image.new("RGB", shape[::-1], (1, 2, 3)), "tiny.png")
-    assert out.shape == (*shape, 3) and tuple(out[0, 0]) == (1, 2, 3)
+def test_sixteen_bit_png_is_stretched_from_its_own_range(tmp_path: Path) -> None:
+    values = np.array([[1000, 2000, 3000], [26000, 49000, 50000]], dtype=np.uint16)
+    path = save(Image.fromarray(values), tmp_path / "depth.png")
+    with Image.open(path) as check:
+        assert check.mode in ("I;16", "I")
+    loaded = load_image(path)
+    assert_rgb(loaded, 2, 3)
+    gray = loaded[:, :, 0]
+    assert gray[0, 0] == 0  # the minimum
+    assert gray[1, 2] == 255  # the maximum
+    expected = np.rint((values.astype(float) - 1000) / 49000 * 255)
+    np.testing.assert_array_equal(gray, expected)
+    np.testing.assert_array_equal(loaded[:, :, 1], gray)
 
 
-def test_arrays():
-    assert load_image(np.ones((2, 3), dtype=bool))[0, 0, 0] == 255
-    assert load_image(np.full((2, 3, 1), 7, np.uint8)).shape == (2, 3, 3)
-    unit = load_image(np.array([[0.0, 1.0]], dtype=np.float32))
-    assert unit[0, 0, 0] == 0 and unit[0, 1, 0] == 255
-    wide = load_image(np.array([[0, 4095]], dtype=np.uint16))
-    assert wide[0, 1, 0] == 255
-    for bad in (np.zeros((2, 3, 2), np.uint8), np.zeros((2,), np.uint8), np.zeros((0, 4, 3))):
-        with pytest.raises(ImageLoadError, match="array"):
-            load_image(bad)
+def test_big_endian_sixteen_bit_pil_image() -> None:
+    values = np.array([[0, 300], [600, 65535]], dtype=">u2")
+    image = Image.fromarray(values)
+    assert image.mode == "I;16B"
+    gray = load_image(image)[:, :, 0]
+    np.testing.assert_array_equal(gray, np.rint(values.astype(float) / 65535 * 255))
 
 
-def test_missing_folder_and_empty_file(tmp_path):
-    with pytest.raises(ImageLoadError, match="not found"):
-        load_image(tmp_path / "nope.jpg")
-    with pytest.raises(ImageLoadError, match="is a folder"):
-        load_image(tmp_path)
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(ImageLoadError, match=r"empty \(0 bytes\)"):
-        load_image(tmp_path / "empty.png")
-    with pytest.raises(ImageLoadError, match=r"empty \(0 bytes\)"):
-        load_image(b"")
+def test_constant_sixteen_bit_image_is_black(tmp_path: Path) -> None:
+    values = np.full((3, 4), 777, dtype=np.uint16)
+    loaded = load_image(save(Image.fromarray(values), tmp_path / "flat.png"))
+    assert_rgb(loaded, 3, 4)
+    assert not loaded.any()
 
 
-def test_text_file_renamed_png(tmp_path):
+def test_32_bit_integer_image_is_stretched() -> None:
+    values = np.array([[-100000, 0], [50000, 100000]], dtype=np.int32)
+    image = Image.fromarray(values)
+    assert image.mode == "I"
+    gray = load_image(image)[:, :, 0]
+    np.testing.assert_array_equal(gray, [[0, 128], [191, 255]])
+
+
+def test_float_tiff_is_stretched_and_nan_counts_as_minimum(tmp_path: Path) -> None:
+    values = np.array([[-1.0, 0.0, 1.0], [2.0, 3.0, np.nan]], dtype=np.float32)
+    path = save(Image.fromarray(values), tmp_path / "height.tif")
+    with Image.open(path) as check:
+        assert check.mode == "F"
+    gray = load_image(path)[:, :, 0]
+    np.testing.assert_array_equal(gray, [[0, 64, 128], [191, 255, 0]])
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 1), (1, 7)])
+def test_tiny_images(tmp_path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    pixels = pattern(height, width)
+    loaded = load_image(save(Image.fromarray(pixels), tmp_path / "tiny.png"))
+    assert_rgb(loaded, height, width)
+    np.testing.assert_array_equal(loaded, pixels)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (4, 3), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    loaded = load_image(path)
+    assert_rgb(loaded, 3, 4)
+    assert (loaded == (255, 0, 0)).all()
+
+
+# -- numpy arrays ---------------------------------------------------------------------------
+
+
+def test_bool_array_is_0_or_255() -> None:
+    mask = np.array([[True, False], [False, True]])
+    loaded = load_image(mask)
+    assert_rgb(loaded, 2, 2)
+    np.testing.assert_array_equal(loaded[:, :, 1], [[255, 0], [0, 255]])
+
+
+def test_uint16_array_is_stretched() -> None:
+    values = np.array([[10, 20], [30, 1030]], dtype=np.uint16)
+    gray = load_image(values)[:, :, 0]
+    np.testing.assert_array_equal(gray, [[0, 2], [5, 255]])
+
+
+def test_unit_float_array_is_scaled_by_255() -> None:
+    values = np.array([[0.0, 0.5], [0.25, 1.0]], dtype=np.float32)
+    colour = np.stack([values, values / 2, np.zeros_like(values)], axis=-1)
+    loaded = load_image(colour)
+    np.testing.assert_array_equal(loaded[:, :, 0], [[0, 128], [64, 255]])
+    np.testing.assert_array_equal(loaded[:, :, 1], [[0, 64], [32, 128]])
+
+
+def test_dark_unit_float_array_is_not_stretched() -> None:
+    # All values in [0, 1]: a dark image stays dark instead of being stretched to 255.
+    values = np.full((2, 2), 0.2)
+    values[0, 0] = 0.1
+    gray = load_image(values)[:, :, 0]
+    np.testing.assert_array_equal(gray, [[26, 51], [51, 51]])
+
+
+def test_unit_float_array_with_nan() -> None:
+    values = np.array([[np.nan, 1.0]], dtype=np.float64)
+    np.testing.assert_array_equal(load_image(values)[:, :, 0], [[0, 255]])
+
+
+def test_float_array_outside_unit_range_is_stretched() -> None:
+    values = np.array([[-2.0, 0.0], [np.nan, 2.0]])
+    np.testing.assert_array_equal(load_image(values)[:, :, 0], [[0, 128], [0, 255]])
+
+
+def test_float_array_without_finite_values_is_black() -> None:
+    assert not load_image(np.full((2, 3), np.nan)).any()
+
+
+def test_single_channel_and_rgba_arrays() -> None:
+    gray = np.array([[[7], [9]]], dtype=np.uint8)
+    np.testing.assert_array_equal(load_image(gray), [[[7, 7, 7], [9, 9, 9]]])
+    rgba = np.array([[[1, 2, 3, 0], [1, 2, 3, 255]]], dtype=np.uint8)
+    np.testing.assert_array_equal(load_image(rgba), [[[255, 255, 255], [1, 2, 3]]])
+
+
+def test_non_contiguous_array() -> None:
+    source = pattern(8, 12)
+    view = source[::2, ::-1]
+    loaded = load_image(view)
+    assert loaded.flags.c_contiguous
+    np.testing.assert_array_equal(loaded, view)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((4, 4, 5), np.uint8),
+        np.zeros(16, np.uint8),
+        np.zeros((1, 4, 4, 3), np.uint8),
+        np.zeros((0, 4, 3), np.uint8),
+        np.zeros((4, 0), np.float32),
+        np.zeros((2, 2), np.complex64),
+        np.array([["a", "b"]]),
+    ],
+    ids=["2ch", "5ch", "1d", "4d", "no-rows", "no-cols", "complex", "str"],
+)
+def test_bad_arrays_are_refused(array: np.ndarray) -> None:
+    with pytest.raises(ImageLoadError, match=re.escape(str(array.shape))):
+        load_image(array)
+
+
+def test_unsupported_source_type() -> None:
+    with pytest.raises(ImageLoadError, match="file path"):
+        load_image(42)
+
+
+# -- unusable files -------------------------------------------------------------------------
+
+
+def load_error(source, **kwargs) -> ImageLoadError:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(source, **kwargs)
+    return info.value
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    error = load_error(tmp_path / "nowhere.png")
+    assert "not found" in str(error) and "nowhere.png" in str(error)
+    assert isinstance(error.__cause__, FileNotFoundError)
+
+
+def test_directory(tmp_path: Path) -> None:
+    error = load_error(tmp_path)
+    assert "folder" in str(error) and str(tmp_path) in str(error)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    error = load_error(path)
+    assert "the file is empty (0 bytes)" in str(error)
+    assert "empty.jpg" in str(error)
+
+
+@pytest.mark.parametrize("source", [b"", io.BytesIO()], ids=["bytes", "stream"])
+def test_empty_data(source) -> None:
+    assert "empty (0 bytes)" in str(load_error(source))
+
+
+def test_text_file_renamed_to_png(tmp_path: Path) -> None:
     path = tmp_path / "notes.png"
-    path.write_text("shopping list: eggs, milk")
-    with pytest.raises(ImageLoadError, match="not a recognised image format"):
-        load_image(path)
+    path.write_text("these are my notes, not a picture\n" * 20)
+    error = load_error(path)
+    message = str(error)
+    assert "not a recognised image format" in message
+    assert "PNG, JPEG" in message and "notes.png" in message
+    assert error.__cause__ is not None
 
 
-def test_truncated_jpeg(photo, tmp_path):
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    data = photo("dog.jpg").read_bytes()
     path = tmp_path / "half.jpg"
-    data = photo.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageLoadError, match="truncated or corrupt"):
-        load_image(path)
+    error = load_error(path)
+    assert "truncated or corrupt" in str(error)
+    assert "re-download" in str(error) and "half.jpg" in str(error)
+    assert isinstance(error.__cause__, OSError)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
-def test_corrupt_png(tmp_path):
+def test_truncated_jpeg_as_bytes() -> None:
+    data = photo("truck.jpg").read_bytes()
+    assert "truncated or corrupt" in str(load_error(data[: len(data) // 2]))
+
+
+def test_corrupt_png_data(tmp_path: Path) -> None:
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
-        buffer, format="PNG"
-    )
+    Image.fromarray(pattern(64, 64)).save(buffer, "PNG")
     data = bytearray(buffer.getvalue())
-    start = data.index(b"IDAT") + 40
-    data[start : start + 200] = bytes(200)
-    with pytest.raises(ImageLoadError, match="truncated or corrupt"):
-        load_image(bytes(data))
+    start = data.index(b"IDAT") + 4
+    (length,) = struct.unpack(">I", data[start - 8 : start - 4])
+    middle = start + length // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(data))
+    error = load_error(path)
+    assert "truncated or corrupt" in str(error) and "damaged.png" in str(error)
+    assert error.__cause__ is not None
 
 
-def huge_png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims a huge size (its pixel data is never reached)."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+def test_zero_width_pil_image() -> None:
+    assert "zero width or height" in str(load_error(Image.new("RGB", (0, 5))))
 
 
-def test_over_the_limit_is_refused_before_decoding(tmp_path, photo):
-    with pytest.raises(ImageLoadError, match=r"9000×9500 = 85\.5 megapixels, over the limit"):
-        load_image(huge_png_header(9000, 9500))
-    with pytest.raises(ImageLoadError, match="too large to open safely.*Downscale"):
-        load_image(huge_png_header(20000, 20000))
-    with pytest.raises(ImageLoadError, match="over the limit of 0.1 megapixels"):
-        load_image(photo, max_pixels=100_000)
+# -- size limits ----------------------------------------------------------------------------
 
 
-def test_pillow_bomb_guard_stays_on_without_our_limit():
-    with pytest.raises(ImageLoadError, match="decompression bomb"):
-        load_image(huge_png_header(20000, 20000), max_pixels=None)
-    with pytest.raises(ImageLoadError, match="decompression bomb"):  # Pillow's warning level
-        load_image(huge_png_header(9000, 10000), max_pixels=None)
+def test_default_limit() -> None:
+    assert DEFAULT_MAX_PIXELS == 80_000_000
+
+
+def test_over_the_limit_is_refused_with_the_size_and_what_to_do() -> None:
+    path = photo("dog.jpg")  # 800 × 534
+    message = str(load_error(path, max_pixels=100_000))
+    assert "800×534 = 0.4 megapixels" in message
+    assert "0.1 megapixels" in message  # the limit
+    assert "Downscale" in message and "max_pixels" in message
+    assert "dog.jpg" in message
+
+
+def test_limit_is_inclusive() -> None:
+    assert load_image(photo("dog.jpg"), max_pixels=800 * 534).shape == (534, 800, 3)
+    load_error(photo("dog.jpg"), max_pixels=800 * 534 - 1)
+
+
+def test_limit_applies_to_arrays_and_pil_images() -> None:
+    assert "10×10 = 0.0 megapixels" in str(load_error(np.zeros((10, 10)), max_pixels=99))
+    assert "megapixels" in str(load_error(Image.new("L", (10, 10)), max_pixels=99))
+
+
+def test_huge_header_is_refused_before_decoding() -> None:
+    data = png_header_only(9000, 9000)  # 81 MP: over our limit, under Pillow's guard
+    started = time.perf_counter()
+    message = str(load_error(data))
+    assert time.perf_counter() - started < 1.0
+    assert "9000×9000 = 81.0 megapixels" in message
+    assert "80.0 megapixels" in message and "max_pixels" in message
+
+
+def test_20000_by_20000_header_is_refused_quickly(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_only(20000, 20000))
+    started = time.perf_counter()
+    message = str(load_error(path))
+    assert time.perf_counter() - started < 1.0
+    assert "400.0 megapixels" in message and "bomb.png" in message
+    assert "Downscale" in message
+
+
+def test_pillows_bomb_guard_stays_on_without_our_limit() -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    assert before is not None
+    # 90 MP: above Pillow's warning threshold (~89.5 MP), which must become an error.
+    error = load_error(png_header_only(10000, 9000), max_pixels=None)
+    assert "decompression-bomb" in str(error) and "90.0 megapixels" in str(error)
+    assert isinstance(error.__cause__, Image.DecompressionBombWarning)
+    error = load_error(png_header_only(20000, 20000), max_pixels=None)
+    assert isinstance(error.__cause__, Image.DecompressionBombError)
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
+def test_no_limit_still_loads_normal_images() -> None:
+    assert load_image(photo("dog.jpg"), max_pixels=None).shape == (534, 800, 3)
+
+
+@pytest.mark.parametrize("bad", [0, -5])
+def test_bad_max_pixels(bad: int) -> None:
+    with pytest.raises(ValueError, match="max_pixels"):
+        load_image(photo(), max_pixels=bad)
