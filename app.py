@@ -1,7 +1,10 @@
 """SAM Annotator: interactive Segment Anything annotation in the browser.
 
     python app.py [--model SOURCE] [--device auto|cpu|cuda] [--host 127.0.0.1] [--port 7860]
-                  [--max-cache-mb N]
+                  [--max-cache-mb N] [--images DIR [--db PATH] [--labels labels.txt]]
+
+With ``--images`` a folder of images is a project: a gallery with per-image status, every
+change saved at once to SQLite, embeddings kept on disk, the next image encoded in advance.
 
 The app starts even when the model cannot be loaded (offline, wrong path): the page then says
 why and how to fix it, and offers other models.
@@ -10,12 +13,16 @@ why and how to fix it, and offers other models.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
+from pathlib import Path
 
+from sam.errors import StoreError
 from ui.layout import build_demo, launch_options
 from ui.models import DEFAULT_MODEL, ModelManager
+from ui.project import Project
 
 logger = logging.getLogger("sam_annotator")
 
@@ -54,9 +61,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Memory for cached image embeddings in MiB (a ViT-B embedding takes 4 MiB); "
         "default: the engine's default (256 MiB).",
     )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="Annotate this folder of images as a project (a gallery with status per image, "
+        "autosave, resume). Without it, the app annotates single uploads.",
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="The project's SQLite database (default: DIR/.sam-annotator/annotations.sqlite).",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="Add the labels of this text file to the project: one per line, 'name' or "
+        "'name,#rrggbb'.",
+    )
     args = parser.parse_args(argv)
     if args.max_cache_mb is not None and args.max_cache_mb < 1:
         parser.error("--max-cache-mb must be at least 1")
+    if args.images is None and (args.db is not None or args.labels is not None):
+        parser.error("--db and --labels belong to a project: give --images DIR too")
     return args
 
 
@@ -67,12 +96,25 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    project = None
+    if args.images is not None:
+        try:
+            project = Project(args.images, args.db, args.labels)
+        except StoreError as exc:
+            logger.error("%s", exc)
+            return 2
+        atexit.register(project.close)
     cache_bytes = None if args.max_cache_mb is None else args.max_cache_mb * 2**20
-    manager = ModelManager(args.model, device=args.device, cache_bytes=cache_bytes)
+    manager = ModelManager(
+        args.model,
+        device=args.device,
+        cache_bytes=cache_bytes,
+        embeddings_dir=project.embeddings_dir if project else None,
+    )
     # Load while the server starts: a first download takes minutes, and a failure is not fatal
     # (the page explains it and offers other models).
     manager.load_in_background()
-    demo = build_demo(manager)
+    demo = build_demo(manager, project=project)
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=args.host, server_port=args.port, **launch_options())
     return 0

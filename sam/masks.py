@@ -1,4 +1,4 @@
-"""Binary-mask conversions: COCO RLE (pycocotools), boxes and polygons (OpenCV)."""
+"""Binary-mask conversions: COCO RLE (pycocotools), boxes, polygons (OpenCV), SAM logits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from typing import Any
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from .transforms import resized_shape
+
+# Logit magnitude given to a mask fed back as ``mask_input``: clearly inside (+) or outside (-),
+# in the range of the decoder's own confident logits.
+MASK_LOGIT = 8.0
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -50,3 +56,33 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
         if len(points) >= min_points:
             polygons.append(points.astype(float).ravel().tolist())
     return polygons
+
+
+def mask_to_logits(
+    mask: np.ndarray,
+    input_size: tuple[int, int] | None = None,
+    pad_size: int = 1024,
+    low_res: int = 256,
+    magnitude: float = MASK_LOGIT,
+) -> np.ndarray:
+    """A binary mask ``(H, W)`` -> ``(1, low_res, low_res) float32`` logits for ``mask_input``.
+
+    Mirrors SAM's geometry: the mask is resized like the image (longest side to ``pad_size``,
+    or to ``input_size`` when given), padded bottom/right to the square, and averaged down to
+    the low-res grid. Coverage 0..1 maps linearly to ``-magnitude..+magnitude``, so edges get
+    soft logits and the decoder's upscaling thresholded at 0 gives the mask back.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    in_h, in_w = input_size or resized_shape(height, width, pad_size)
+    # INTER_AREA averages when shrinking; enlarging a small image needs interpolation instead.
+    shrink = in_h * in_w <= height * width
+    resized = cv2.resize(
+        mask.astype(np.float32),
+        (in_w, in_h),
+        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+    )
+    padded = np.zeros((pad_size, pad_size), dtype=np.float32)
+    padded[:in_h, :in_w] = resized
+    coverage = cv2.resize(padded, (low_res, low_res), interpolation=cv2.INTER_AREA)
+    return ((coverage * 2.0 - 1.0) * magnitude).astype(np.float32)[None]

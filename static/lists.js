@@ -1,4 +1,4 @@
-// Clicks on the candidate cards, label chips and object rows -> Python events.
+// Clicks on the candidate cards, label chips, object rows and gallery rows -> Python events.
 // Runs as `js_on_load` of each of those HTML components; the markup (from ui/render.py) tags
 // clickable things with data-event and their payload with data-index / data-id / data-action.
 // Event names must appear literally here: Gradio finds custom events by scanning this code.
@@ -12,4 +12,11 @@ element.addEventListener("click", (e) => {
   if (event === "pick") trigger("pick", { index: Number(index) });
   else if (event === "choose") trigger("choose", { index: Number(index) });
   else if (event === "act") trigger("act", { id: Number(id), action });
+  else if (event === "open") trigger("open", { id: Number(id) });
 });
+
+// A long project gallery keeps the open image in view after each re-render.
+new MutationObserver(() => {
+  const current = element.querySelector(".sam-gallery .sam-current");
+  if (current) current.scrollIntoView({ block: "nearest" });
+}).observe(element, { childList: true, subtree: true });

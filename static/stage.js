@@ -177,7 +177,10 @@ if (!window.__samKeys) {
         next.click();
         handled = true;
       }
-    } else if (key === "h") handled = press("#sam-only input[type=checkbox]");
+    } else if (e.key === "." || e.key === "PageDown") handled = press("#sam-next");
+    else if (e.key === "," || e.key === "PageUp") handled = press("#sam-prev");
+    else if (key === "d") handled = press("#sam-done");
+    else if (key === "h") handled = press("#sam-only input[type=checkbox]");
     else if (key === "c") {
       const cards = Array.from(document.querySelectorAll("#sam-cands .sam-cand"));
       const at = cards.findIndex((c) => c.classList.contains("sam-selected"));

@@ -15,6 +15,7 @@ import numpy as np
 
 from sam import SamPredictor
 from sam.errors import PromptError
+from sam.masks import mask_to_logits
 
 from .render import normalize_color, write_display_image
 from .state import (
@@ -36,25 +37,33 @@ logger = logging.getLogger(__name__)
 # -- image -------------------------------------------------------------------------------------
 
 
-def open_image(session: Session, image: np.ndarray, name: str, media_dir: Path) -> None:
-    """Show a new image; objects of the previous one stay reachable through Undo."""
+def image_ref(image: np.ndarray, name: str, media_dir: Path) -> ImageRef:
+    """An opened image: read-only pixels, content key, and the JPEG the browser shows."""
     image = frozen(np.ascontiguousarray(image))
     key = image_key(image)
     path = write_display_image(image, key, media_dir)
-    ref = ImageRef(key=key, array=image, name=name, display_path=str(path))
+    return ImageRef(key=key, array=image, name=name, display_path=str(path))
+
+
+def open_image(session: Session, image: np.ndarray, name: str, media_dir: Path) -> None:
+    """Show a new image; objects of the previous one stay reachable through Undo."""
+    ref = image_ref(image, name, media_dir)
     session.commit(Doc(image=ref, labels=session.doc.labels))
     session.selected_object = None
     h, w = ref.size
     session.notify(f"Opened {name} ({w}×{h}).")
 
 
-def encode(session: Session, predictor: SamPredictor) -> bool:
-    """Run the image encoder on the current image (a no-op when cached). Returns cache hit."""
+def encode(session: Session, predictor: SamPredictor) -> str:
+    """Run the image encoder on the current image unless its embedding is cached.
+
+    Returns where the embedding came from: "memory", "disk" or "encoder".
+    """
     doc = session.doc
     if doc.image is None:
         raise PromptError("Open an image first.")
     predictor.set_image(doc.image.array)
-    return bool(getattr(predictor, "cache_hit", False))
+    return predictor.embedding_source
 
 
 # -- prompts -----------------------------------------------------------------------------------
@@ -70,7 +79,9 @@ def predict(doc: Doc, prompt: Prompt, predictor: SamPredictor) -> Candidates:
     if doc.image is None:
         raise PromptError("Open an image first.")
     predictor.set_image(doc.image.array)
-    multimask = prompt.wants_candidates()
+    # Re-editing refines the object's mask: even a first click must feed it as mask_input
+    # (objects imported or reloaded without clicks start from their mask alone).
+    multimask = prompt.wants_candidates() and doc.editing is None
     mask_input = None
     if not multimask and doc.candidates is not None:
         mask_input = doc.candidates.selected_logits()
@@ -235,7 +246,9 @@ def edit_object(session: Session, obj_id: int) -> None:
     """Bring an object's prompts and mask back so more clicks refine it; Accept saves it."""
     doc = session.doc
     obj = _get_object(session, obj_id)
-    logits = obj.logits if obj.logits is not None else frozen(np.zeros((1, 256, 256), np.float32))
+    # Imported masks and objects reloaded from a project have no decoder logits: derive them
+    # from the mask so the next click refines it instead of starting from nothing.
+    logits = obj.logits if obj.logits is not None else frozen(mask_to_logits(obj.mask.to_array()))
     cands = Candidates(masks=(obj.mask,), scores=(obj.score,), logits=logits)
     session.commit(replace(doc, prompt=obj.prompt, candidates=cands, editing=obj_id))
     session.selected_object = obj_id
@@ -335,3 +348,38 @@ def remove_label(session: Session, name: str) -> None:
         raise PromptError("Keep at least one label.")
     session.commit(replace(doc, labels=tuple(x for x in doc.labels if x.name != name)))
     session.notify(f"Removed label “{name}”.")
+
+
+def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], source: str) -> int:
+    """Add ready-made masks (e.g. imported files) as objects, in one undoable step.
+
+    ``masks`` holds ``(mask (H, W) bool, label name or None)``; None takes the active label,
+    and a new name becomes a new label. Empty masks are skipped. Returns how many were added.
+    """
+    doc = session.doc
+    if doc.image is None:
+        raise PromptError("Open an image first, then import masks for it.")
+    labels, objects, next_id = list(doc.labels), list(doc.objects), doc.next_id
+    for mask, name in masks:
+        if mask.shape != doc.image.size:
+            h, w = mask.shape
+            height, width = doc.image.size
+            raise PromptError(
+                f"The mask is {w}×{h} but {doc.image.name} is {width}×{height}: import masks "
+                "made for this image."
+            )
+        if not mask.any():
+            continue
+        name = (name or "").strip() or session.active_label
+        if all(lab.name != name for lab in labels):
+            labels.append(Label(name, replace(doc, labels=tuple(labels)).next_color()))
+        objects.append(
+            AnnotatedObject(
+                id=next_id, label=name, mask=Mask.from_array(mask), score=1.0, source=source
+            )
+        )
+        next_id += 1
+    added = next_id - doc.next_id
+    if added:
+        session.commit(replace(doc, labels=tuple(labels), objects=tuple(objects), next_id=next_id))
+    return added

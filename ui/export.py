@@ -1,4 +1,5 @@
-"""Export annotations as PNG masks, an instance map, a semantic map, labels.json, and a zip.
+"""Export annotations as PNG masks, an instance map, a semantic map, labels.json, and a zip;
+and a whole project as a COCO / YOLO / PNG dataset zip (through :mod:`sam.export`).
 
 Every PNG is at the original image size and written losslessly from the stored masks, so an
 exported mask equals the engine's mask pixel for pixel. Instance ids are 1..N in object order
@@ -17,6 +18,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from sam import export as dataset
+from sam.store import AnnotationStore
 
 from .state import Doc, Mask
 
@@ -146,4 +150,24 @@ def write_mask_png(doc: Doc, path: Path, selected_object: int | None = None) -> 
         raise ValueError("no current mask")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(binary_mask_png(mask))
+    return path
+
+
+def write_dataset_zip(store: AnnotationStore, fmt: str, folder: Path) -> Path:
+    """Export a project with ``sam.export`` in ``fmt`` (coco, yolo, png) and zip the result."""
+    out = folder / fmt
+    if fmt == "coco":
+        dataset.export_coco(store, out)
+    elif fmt == "yolo":
+        dataset.export_yolo(store, out)
+    elif fmt == "png":
+        dataset.export_png(store, out)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}")
+    name = (store.images_dir.name if store.images_dir else "project") or "project"
+    path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{fmt}.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(out.rglob("*")):
+            if file.is_file():
+                zf.write(file, file.relative_to(out).as_posix())
     return path

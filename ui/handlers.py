@@ -21,11 +21,12 @@ from typing import Any
 import gradio as gr
 from gradio import utils as gr_utils
 
-from sam.errors import SamError
+from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
-from . import actions, api, export, render
+from . import actions, api, export, imports, render
 from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
+from .project import FILTERS, Project
 from .state import Session
 
 logger = logging.getLogger(__name__)
@@ -34,13 +35,17 @@ Updates = dict[str, Any]
 
 
 def _safe(fn: Callable[..., Updates]) -> Callable[..., Updates]:
-    """Turn any failure into a message in the page; the session stays as it was."""
+    """Turn any failure into a message in the page; the session stays as it was.
+
+    In a project, whatever the action changed is written to the store before the page updates.
+    """
 
     @functools.wraps(fn)
     def wrapper(self: Handlers, session: Session | None, *args: Any, **kwargs: Any) -> Updates:
         session = session if isinstance(session, Session) else Session()
         try:
-            return fn(self, session, *args, **kwargs)
+            updates = fn(self, session, *args, **kwargs)
+            return {**updates, **self.persist(session)}
         except SamError as exc:
             session.notify(str(exc), error=True)
         except Exception as exc:
@@ -64,11 +69,13 @@ class Handlers:
         media_dir: Path,
         export_dir: Path,
         examples: list[Path] | None = None,
+        project: Project | None = None,
     ) -> None:
         self.manager = manager
         self.media_dir = media_dir
         self.export_dir = export_dir
         self.examples = list(examples or [])
+        self.project = project
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -110,6 +117,29 @@ class Handlers:
     def everything(self, session: Session) -> Updates:
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
+    def project_view(self, session: Session) -> Updates:
+        """Gallery, progress and the Mark-done button (nothing without a project)."""
+        if self.project is None:
+            return {}
+        records = self.project.images()
+        counts = {status: 0 for status in FILTERS[1:]}
+        for rec in records:
+            counts[rec.status] += 1
+        shown = [r for r in records if session.gallery_filter in ("all", r.status)]
+        current = session.link.image_id if session.link else None
+        status = next((r.status for r in records if r.id == current), None)
+        return {
+            "gallery": render.gallery_html(shown, current, len(records), self.project.thumbnail),
+            "progress": render.progress_html(counts, status),
+            "done_btn": gr.update(value="↺ Reopen (D)" if status == "done" else "✓ Mark done (D)"),
+        }
+
+    def persist(self, session: Session) -> Updates:
+        """Write the session's changes to the project store; refresh the gallery if any."""
+        if self.project is None or not self.project.sync(session):
+            return {}
+        return self.project_view(session)
+
     def model_status_html(self, session: Session) -> str:
         status = self.manager.status(session.model_source)
         source = html.escape(self.manager.resolve(session.model_source))
@@ -140,15 +170,29 @@ class Handlers:
     def on_load(self, session: Session) -> Updates:
         if not self.manager.is_loading(session.model_source):
             self.manager.load(session.model_source)
-        return {**self.everything(session), **self.on_tick(session)}
+        return {**self.everything(session), **self.project_view(session), **self.on_tick(session)}
+
+    def on_resume(self, session: Session | None) -> Iterator[Updates]:
+        """After the page loads, a project tab opens the first image not done yet."""
+        session = session if isinstance(session, Session) else Session()
+        if self.project is None or session.link is not None:
+            return
+        start = self.project.first_image()
+        if start is None:
+            session.notify(f"{self.project.folder} has no images.", error=True)
+            yield self.view(session)
+            return
+        yield from self.open_project_image(session, start)
 
     def on_tick(self, session: Session | None) -> Updates:
-        """Poll the model status while it loads in the background, then stop polling."""
+        """Poll the model loading and the background encoding; stop polling when both rest."""
         session = session if isinstance(session, Session) else Session()
         loading = self.manager.is_loading(session.model_source)
+        prefetch = self.project.prefetch_status() if self.project else None
         return {
             "model_status": self.model_status_html(session),
-            "timer": gr.Timer(active=loading),
+            "prefetch": render.prefetch_html(prefetch),
+            "timer": gr.Timer(active=loading or (prefetch is not None and not prefetch.idle)),
         }
 
     def on_model_change(self, session: Session | None, choice: str | None) -> Iterator[Updates]:
@@ -176,6 +220,14 @@ class Handlers:
         """Open an image file, show it at once, then encode it (seconds on a CPU)."""
         session = session if isinstance(session, Session) else Session()
         if not path:
+            yield self.view(session)
+            return
+        if self.project is not None:
+            session.notify(
+                f"This app annotates the folder {self.project.folder}: copy the image there "
+                "and restart to annotate it.",
+                error=True,
+            )
             yield self.view(session)
             return
         name = Path(str(path)).name
@@ -217,7 +269,7 @@ class Handlers:
         start = time.perf_counter()
         try:
             predictor = self.manager.predictor(session.model_source)
-            hit = actions.encode(session, predictor)
+            source = actions.encode(session, predictor)
         except ModelUnavailable:
             session.notify(
                 "The image is open, but no model is loaded: see the message at the top.",
@@ -233,11 +285,19 @@ class Handlers:
             doc = session.doc
             assert doc.image is not None
             h, w = doc.image.size
-            how = "from cache" if hit else f"encoded in {seconds:.1f} s"
+            logger.info("Embedding of %s from %s in %.2f s", doc.image.name, source, seconds)
+            how = {"memory": "from cache", "disk": "from the disk cache"}.get(
+                source, f"encoded in {seconds:.1f} s"
+            )
+            found = f", {len(doc.objects)} object(s)" if session.link and doc.objects else ""
             session.notify(
-                f"{doc.image.name} ({w}×{h}) {how}. Click the object to segment "
+                f"{doc.image.name} ({w}×{h}{found}) {how}. Click the object to segment "
                 "(right-click or Shift+click: background; drag: box)."
             )
+            if self.project is not None and session.link is not None:
+                near = self.project.neighbours(session.link.image_id, session.gallery_filter)
+                wanted = [i for i in (near.next, near.previous) if i is not None]
+                self.project.prefetch(predictor.model, predictor.disk_cache, wanted)
         yield self.view(session)
 
     # -- prompts -------------------------------------------------------------------------------
@@ -330,6 +390,10 @@ class Handlers:
 
     @_safe
     def on_remove_label(self, session: Session) -> Updates:
+        if session.link is not None:
+            raise PromptError(
+                "Labels of a project are kept for every image; rename the label instead."
+            )
         actions.remove_label(session, session.active_label)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
@@ -364,6 +428,123 @@ class Handlers:
         if session.selected_object is not None and color:
             actions.recolor_object(session, session.selected_object, color)
         return self.view(session)
+
+    # -- project -------------------------------------------------------------------------------
+
+    def open_project_image(self, session: Session, image_id: int) -> Iterator[Updates]:
+        """Show a project image with its stored objects at once, then encode it (a prefetched
+        image comes from memory or disk and runs no encoder)."""
+        assert self.project is not None
+        try:
+            self.persist(session)
+            self.project.open(session, image_id, self.media_dir)
+        except SamError as exc:
+            session.notify(str(exc), error=True)
+            yield {**self.view(session), **self.project_view(session)}
+            return
+        for updates in self._encode(session):
+            yield {**updates, **self.label_fields(session), **self.project_view(session)}
+        yield self.on_tick(session)
+
+    def on_gallery(self, session: Session | None, evt: gr.EventData) -> Iterator[Updates]:
+        session = session if isinstance(session, Session) else Session()
+        image_id = int((getattr(evt, "_data", None) or {}).get("id", -1))
+        yield from self.open_project_image(session, image_id)
+
+    def on_step(self, session: Session | None, forward: bool) -> Iterator[Updates]:
+        """Next (or previous) image in the gallery's order, within the status filter."""
+        session = session if isinstance(session, Session) else Session()
+        if self.project is None:
+            yield self.view(session)
+            return
+        current = session.link.image_id if session.link else None
+        near = self.project.neighbours(current, session.gallery_filter)
+        target = near.next if forward else near.previous
+        if target is None:
+            session.notify(f"This is the {'last' if forward else 'first'} image of the list.")
+            yield self.view(session)
+            return
+        yield from self.open_project_image(session, target)
+
+    def on_next(self, session: Session | None) -> Iterator[Updates]:
+        yield from self.on_step(session, forward=True)
+
+    def on_prev(self, session: Session | None) -> Iterator[Updates]:
+        yield from self.on_step(session, forward=False)
+
+    @_safe
+    def on_filter(self, session: Session, choice: str | None) -> Updates:
+        session.gallery_filter = choice if choice in FILTERS else "all"
+        return self.project_view(session)
+
+    @_safe
+    def on_done(self, session: Session) -> Updates:
+        """Mark the current image done, or reopen it when it already is."""
+        assert self.project is not None
+        done = self.project.status_of(session) == "done"
+        self.project.set_status(session, "in_progress" if done else "done")
+        session.notify("Reopened the image." if done else "Marked done. Next image: . or PageDown.")
+        return {**self.view(session), **self.project_view(session)}
+
+    @_safe
+    def on_import(self, session: Session, path: str | None) -> Updates:
+        """Masks from a PNG (binary or instance map) or a COCO JSON become objects.
+
+        The current image's masks go through the session (undoable, then stored); in a
+        project, a COCO file's other images are written to the store directly.
+        """
+        if not path:
+            return self.view(session)
+        name = Path(path).name
+        if name.lower().endswith(".json"):
+            by_file = imports.masks_from_coco(path)
+            current = self._current_file(session)
+            mine = next((masks for f, masks in by_file.items() if self._same_file(f, current)), [])
+            added = actions.add_objects(session, mine, "import") if mine else 0
+            others = 0
+            if self.project is not None:
+                for file_name, masks in by_file.items():
+                    target = self.project.match_path(file_name)
+                    if target is not None and not self._same_file(target, current):
+                        others += self.project.add_to_image(target, masks)
+            if not added and not others:
+                raise PromptError(f"{name} has no masks for the images open here.")
+            note = f"Imported {added} object(s) from {name}"
+            session.notify(note + (f", and {others} into other images." if others else "."))
+        else:
+            added = actions.add_objects(session, imports.masks_from_png(path), "import")
+            session.notify(
+                f"Imported {added} object(s) from {name}; ✎ re-edits one with clicks."
+                if added
+                else f"{name} contains no mask (all pixels are 0)."
+            )
+        return {**self.everything(session), **self.project_view(session)}
+
+    def _current_file(self, session: Session) -> str | None:
+        if session.link is not None:
+            return session.link.path
+        return session.doc.image.name if session.doc.image else None
+
+    def _same_file(self, file_name: str, current: str | None) -> bool:
+        """Whether a COCO ``file_name`` is the open image (by path in a project, else name)."""
+        if current is None:
+            return False
+        if self.project is not None:
+            return self.project.match_path(file_name) == current
+        return Path(file_name).name == Path(current).name
+
+    @_safe
+    def on_export_project(self, session: Session, fmt: str | None) -> Updates:
+        """The whole project as a COCO, YOLO or PNG dataset in one zip."""
+        if self.project is None:
+            raise PromptError("Project export needs a folder: start with --images DIR.")
+        fmt = (fmt or "coco").lower()
+        path = export.write_dataset_zip(self.project.store, fmt, self._export_folder())
+        done, total = self.project.store.progress()
+        session.notify(
+            f"Exported the project as {fmt.upper()} ({done} of {total} done): {path.name}"
+        )
+        return {**self.view(session), "export_files": gr.update(value=[str(path)], visible=True)}
 
     # -- export --------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import html
 import inspect
 import logging
 import shutil
@@ -16,6 +17,7 @@ import gradio as gr
 
 from .handlers import Handlers, Updates
 from .models import MODEL_CHOICES, ModelManager
+from .project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,19 @@ drag = box (combines with points)<br>
 current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label
 </div>
 """
+PROJECT_SHORTCUTS = """
+<div class="sam-keys">
+<b>Folder</b>: <kbd>.</kbd> or <kbd>PageDown</kbd> next image · <kbd>,</kbd> or
+<kbd>PageUp</kbd> previous image · <kbd>D</kbd> mark done / reopen. Every change is saved at once.
+</div>
+"""
+FILTER_CHOICES = [
+    ("All", "all"),
+    ("Not started", "not_started"),
+    ("In progress", "in_progress"),
+    ("Done", "done"),
+]
+EXPORT_FORMATS = [("COCO JSON", "coco"), ("YOLO seg", "yolo"), ("PNG maps", "png")]
 
 
 def _read(name: str) -> str:
@@ -56,16 +71,23 @@ def build_demo(
     manager: ModelManager,
     media_dir: Path | None = None,
     examples: list[Path] | None = None,
+    project: Project | None = None,
 ) -> gr.Blocks:
-    """Build the app. ``manager`` loads models; everything per user lives in ``gr.State``."""
+    """Build the app. ``manager`` loads models; everything per user lives in ``gr.State``.
+
+    With a ``project`` (an image folder), a gallery column lists its images and every edit is
+    saved to the project's store; uploads and examples are left out.
+    """
     if media_dir is None:
         media_dir = Path(tempfile.mkdtemp(prefix="sam-annotator-media-"))
         atexit.register(shutil.rmtree, media_dir, ignore_errors=True)
     export_dir = Path(tempfile.mkdtemp(prefix="sam-annotator-export-"))
     # The photos the stage shows are served from here (named by content hash).
-    gr.set_static_paths([str(media_dir)])
+    gr.set_static_paths([str(media_dir), *([str(project.thumbs_dir)] if project else [])])
     examples = example_images() if examples is None else examples
-    h = Handlers(manager, media_dir, export_dir, examples)
+    if project is not None:
+        examples = []
+    h = Handlers(manager, media_dir, export_dir, examples, project)
     atexit.register(h.cleanup)
     lists_js = _read("lists.js")
 
@@ -76,13 +98,35 @@ def build_demo(
         with gr.Row(equal_height=True):
             gr.HTML(
                 "<h1>SAM Annotator</h1><p>Click an object, pick the best of three masks, "
-                "label it, export PNGs.</p>",
+                "label it, export PNGs.</p>"
+                if project is None
+                else f"<h1>SAM Annotator</h1><p>Folder <b>{html.escape(str(project.folder))}</b>"
+                " — every change is saved at once.</p>",
                 elem_id="sam-header",
                 js_on_load=None,
             )
             model_status = gr.HTML("", elem_id="sam-model-status", js_on_load=None)
 
         with gr.Row():
+            project_parts: dict[str, Any] = {}
+            if project is not None:
+                with gr.Column(scale=1, min_width=250, elem_id="sam-project"):
+                    project_parts["progress"] = gr.HTML("", elem_id="sam-progress", js_on_load=None)
+                    with gr.Row(elem_id="sam-nav"):
+                        prev_btn = gr.Button("◀ Prev", elem_id="sam-prev", size="sm", min_width=0)
+                        project_parts["done_btn"] = gr.Button(
+                            "✓ Mark done (D)", elem_id="sam-done", size="sm", variant="primary",
+                            min_width=0, scale=2,
+                        )  # fmt: skip
+                        next_btn = gr.Button("Next ▶", elem_id="sam-next", size="sm", min_width=0)
+                    project_parts["prefetch"] = gr.HTML("", elem_id="sam-prefetch", js_on_load=None)
+                    status_filter = gr.Radio(
+                        FILTER_CHOICES, value="all", show_label=False, container=False,
+                        elem_id="sam-filter",
+                    )  # fmt: skip
+                    project_parts["gallery"] = gr.HTML(
+                        "", elem_id="sam-gallery", js_on_load=lists_js, apply_default_css=False
+                    )
             with gr.Column(scale=3, min_width=480):
                 with gr.Row(elem_id="sam-toolbar"):
                     mode = gr.Radio(
@@ -132,6 +176,7 @@ def build_demo(
                     type="filepath",
                     elem_id="sam-upload",
                     height=110,
+                    visible=project is None,
                 )
                 example_gallery = gr.Gallery(
                     value=[str(p) for p in examples],
@@ -191,13 +236,32 @@ def build_demo(
                     )
                     with gr.Row():
                         export_zip_btn = gr.Button(
-                            "⬇ Export all (zip)", variant="primary", elem_id="sam-export-zip"
+                            "⬇ Export all (zip)" if project is None else "⬇ This image (zip)",
+                            variant="primary",
+                            elem_id="sam-export-zip",
                         )
                         export_mask_btn = gr.Button("Mask PNG", elem_id="sam-export-mask")
+                    if project is not None:
+                        export_format = gr.Radio(
+                            EXPORT_FORMATS, value="coco", show_label=False, container=False,
+                            elem_id="sam-export-format",
+                        )  # fmt: skip
+                        export_project_btn = gr.Button(
+                            "⬇ Export project (zip)", elem_id="sam-export-project", size="sm"
+                        )
                     export_files = gr.File(
                         label="Downloads", file_count="multiple", elem_id="sam-downloads",
                         interactive=False, visible=False,
                     )  # fmt: skip
+                with gr.Accordion("Import masks", open=False, elem_id="sam-import-box"):
+                    import_file = gr.File(
+                        label="PNG mask (binary or instance map) or COCO JSON"
+                        + (" (its other images go to the project)" if project else ""),
+                        file_types=[".png", ".json"],
+                        type="filepath",
+                        elem_id="sam-import",
+                        height=90,
+                    )
                 with gr.Accordion("Model", open=False, elem_id="sam-model-box"):
                     model_choice = gr.Dropdown(
                         [label for label, _ in MODEL_CHOICES],
@@ -208,7 +272,7 @@ def build_demo(
                     )
                     model_btn = gr.Button("Load model", elem_id="sam-model-load", size="sm")
                 with gr.Accordion("Keyboard & mouse", open=True):
-                    gr.HTML(SHORTCUTS, js_on_load=None)
+                    gr.HTML(SHORTCUTS + (PROJECT_SHORTCUTS if project else ""), js_on_load=None)
 
         # Hidden components behind the HTTP API (`api_name="predict"`).
         with gr.Group(visible=False):
@@ -236,6 +300,7 @@ def build_demo(
             "obj_color": obj_color,
             "export_files": export_files,
             "timer": timer,
+            **project_parts,
         }
         out_list = list(outputs.values())
 
@@ -271,7 +336,17 @@ def build_demo(
             "concurrency_limit": 1,
         }
 
-        demo.load(wire(h.on_load), [state], **private)
+        loaded = demo.load(wire(h.on_load), [state], **private)
+        import_file.upload(wire(h.on_import), [state, import_file], **quick)
+        if project is not None:
+            loaded.then(wire(h.on_resume), [state], **private)
+            # Opening an image may encode for seconds: not in the quick queue of clicks.
+            project_parts["gallery"].open(wire(h.on_gallery), [state], **private)
+            next_btn.click(wire(h.on_next), [state], **private)
+            prev_btn.click(wire(h.on_prev), [state], **private)
+            project_parts["done_btn"].click(wire(h.on_done), [state], **quick)
+            status_filter.change(wire(h.on_filter), [state, status_filter], **quick)
+            export_project_btn.click(wire(h.on_export_project), [state, export_format], **private)
         timer.tick(wire(h.on_tick), [state], **private)
         stage.prompt(wire(h.on_prompt), [state, mode], trigger_mode="multiple", **quick)
         stage.dropped(wire(h.on_dropped), [state], **private)

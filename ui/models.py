@@ -13,9 +13,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sam import KNOWN_MODELS, SamPredictor, load_model
+from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import SamError
 
 logger = logging.getLogger(__name__)
@@ -46,12 +48,17 @@ class ModelManager:
         cache_bytes: int | None = None,
         max_loaded: int = 2,
         loader: Callable[..., Any] = load_model,
+        embeddings_dir: Path | None = None,
     ) -> None:
         self.default_source = default_source
         self.device = device
         self.cache_bytes = cache_bytes
         self.max_loaded = max(1, max_loaded)
         self._loader = loader
+        # Projects keep embeddings on disk (one subfolder per model), so reopening a folder
+        # never runs the encoder again; single uploads stay in memory only.
+        self.embeddings_dir = embeddings_dir
+        self._disk_caches: dict[str, EmbeddingDiskCache] = {}
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._status: dict[str, ModelStatus] = {}
         # One load at a time: two users picking ViT-H at once must not load it twice.
@@ -135,7 +142,16 @@ class ModelManager:
             if not status.ok:
                 raise ModelUnavailable(status)
             model = self._models[status.source]
-        return SamPredictor(model)
+        return SamPredictor(model, self._disk_cache(status.source, model))
+
+    def _disk_cache(self, key: str, model: Any) -> EmbeddingDiskCache | None:
+        if self.embeddings_dir is None:
+            return None
+        with self._lock:
+            cache = self._disk_caches.get(key)
+            if cache is None:  # the fingerprint hashes weights: compute it once per model
+                cache = self._disk_caches[key] = EmbeddingDiskCache(self.embeddings_dir, model)
+            return cache
 
 
 class ModelUnavailable(SamError):

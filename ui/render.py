@@ -13,10 +13,14 @@ import io
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from sam.prefetch import PrefetchStatus
+from sam.store import ImageRecord
 
 from .state import Candidates, Doc, Mask, Session
 
@@ -415,3 +419,78 @@ def message_html(session: Session) -> str:
         return ""
     kind = "sam-msg sam-error" if session.message_is_error else "sam-msg"
     return f'<div class="{kind}">{html.escape(session.message)}</div>'
+
+
+# -- project gallery ---------------------------------------------------------------------------
+
+STATUS_NAMES = {"not_started": "Not started", "in_progress": "In progress", "done": "Done"}
+
+
+def gallery_html(
+    records: list[ImageRecord],
+    current: int | None,
+    total: int,
+    thumbnail: Callable[[int], Path | None] = lambda image_id: None,
+) -> str:
+    """The project's images (already filtered) as clickable rows: thumbnail, status, name,
+    number of objects."""
+    if not records:
+        what = "No images match this filter." if total else "This folder has no images."
+        return f'<div class="sam-gallery sam-gallery-empty">{what}</div>'
+    rows = []
+    for rec in records:
+        classes = f"sam-img sam-st-{rec.status}" + (" sam-current" if rec.id == current else "")
+        count = f"{rec.num_objects} obj" if rec.num_objects else "—"
+        thumb = thumbnail(rec.id)
+        picture = (
+            f'<img class="sam-thumb" alt="" loading="lazy" src="{file_url(thumb)}">'
+            if thumb
+            else '<span class="sam-thumb"></span>'
+        )
+        rows.append(
+            f'<button class="{classes}" data-event="open" data-id="{rec.id}" '
+            f'title="{html.escape(rec.path)} — {STATUS_NAMES[rec.status]}">{picture}'
+            f'<span class="sam-dot" aria-label="{STATUS_NAMES[rec.status]}"></span>'
+            f'<span class="sam-img-name">{html.escape(rec.path)}</span>'
+            f'<span class="sam-img-meta">{count}</span></button>'
+        )
+    return f'<div class="sam-gallery">{"".join(rows)}</div>'
+
+
+def progress_html(counts: dict[str, int], status: str | None) -> str:
+    """ "n of N done", the current image's status, and a bar split by status."""
+    total = sum(counts.values())
+    done, busy = counts.get("done", 0), counts.get("in_progress", 0)
+    current = (
+        f'<span class="sam-pill sam-st-{status}" title="Status of this image">'
+        f'<span class="sam-dot"></span>{STATUS_NAMES[status]}</span>'
+        if status
+        else ""
+    )
+    return (
+        '<div class="sam-progress">'
+        f'<div class="sam-progress-head"><b>{done} of {total} done</b>{current}</div>'
+        '<div class="sam-bar">'
+        f'<span class="sam-bar-done" style="width:{100 * done / max(total, 1):.2f}%"></span>'
+        f'<span class="sam-bar-busy" style="width:{100 * busy / max(total, 1):.2f}%"></span>'
+        "</div>"
+        f'<div class="sam-progress-text">{busy} in progress · '
+        f"{counts.get('not_started', 0)} not started</div></div>"
+    )
+
+
+def prefetch_html(status: PrefetchStatus | None) -> str:
+    """What the background encoder is doing for the neighbouring images."""
+    if status is None:
+        return ""
+    if status.idle:
+        return (
+            '<div class="sam-prefetch sam-ready">⚡ Next and previous images ready: '
+            "switching is instant.</div>"
+        )
+    name = html.escape(Path(status.current).name) if status.current else "…"
+    queued = f" ({status.pending} more queued)" if status.pending else ""
+    return (
+        f'<div class="sam-prefetch"><span class="sam-spinner sam-small"></span>'
+        f"Encoding next image in the background: {name}{queued}</div>"
+    )

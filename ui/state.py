@@ -159,6 +159,7 @@ class AnnotatedObject:
     logits: np.ndarray | None = None  # (1, 256, 256): lets a re-edit refine where it left off
     color: str | None = None  # None: the label's colour
     hidden: bool = False
+    source: str = "click"  # "click" or "import": where the mask came from
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,22 @@ class View:
 
 
 @dataclass
+class ProjectLink:
+    """The project image a session shows, and what of it the annotation store already holds.
+
+    ``stored`` maps a session object id to its store row id and the object as last written;
+    docs are immutable, so "changed since written" is an identity check. ``labels`` is the
+    label list as last written. Syncing diffs the current doc against both, which also makes
+    undo and redo reach the store.
+    """
+
+    image_id: int
+    path: str
+    stored: dict[int, tuple[int, AnnotatedObject]] = field(default_factory=dict)
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass
 class Session:
     """Everything one browser tab owns; lives in ``gr.State``."""
 
@@ -230,6 +247,8 @@ class Session:
     model_source: str | None = None  # None: the app's default model
     message: str = ""  # last notice or error, shown under the image
     message_is_error: bool = False
+    link: ProjectLink | None = None  # set while a project image is open
+    gallery_filter: str = "all"  # project gallery: "all" or an image status
 
     def notify(self, text: str, error: bool = False) -> None:
         self.message = text
@@ -243,6 +262,15 @@ class Session:
         del self.undo_stack[:-HISTORY_LIMIT]
         self.redo_stack.clear()
         self.doc = doc
+        self._fix_refs()
+
+    def start_over(self, doc: Doc) -> None:
+        """Make ``doc`` current with an empty history: in a project each image has its own
+        history, and an undo must never bring another image's objects back."""
+        self.doc = doc
+        self.undo_stack.clear()
+        self.redo_stack.clear()
+        self.selected_object = None
         self._fix_refs()
 
     def undo(self) -> bool:
