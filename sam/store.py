@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from .errors import StoreError
 from .masks import mask_to_rle, rle_bbox_area, rle_to_mask
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("not_started", "in_progress", "done")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_DB_NAME = ".sam-annotator/annotations.sqlite"
@@ -70,7 +70,12 @@ _MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL
     );
     """,
+    # v2: an object may override its label's colour.
+    2: "ALTER TABLE objects ADD COLUMN color TEXT;",
 }
+
+# Default of update_object's optional fields: leave the stored value as it is.
+KEEP: Any = object()
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class ObjectRecord:
     prompts: dict[str, Any] | None = None
     source: str = "click"
     hidden: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    color: str | None = None  # None: the label's colour
 
     def mask(self) -> np.ndarray:
         """The mask as ``(H, W) bool``."""
@@ -315,6 +320,25 @@ class AnnotationStore:
             if color is not None:
                 conn.execute("UPDATE labels SET color = ? WHERE id = ?", (color, label_id))
 
+    def label_usage(self, label_id: int) -> int:
+        """How many objects of the whole project carry the label."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM objects WHERE label_id = ?", (label_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def delete_label(self, label_id: int) -> None:
+        """Remove a label; refused while objects anywhere in the project use it."""
+        used = self.label_usage(label_id)
+        if used:
+            raise StoreError(
+                f"The label is used by {used} object(s) in this project: relabel or delete them "
+                "first."
+            )
+        with self._tx() as conn:
+            conn.execute("DELETE FROM labels WHERE id = ?", (label_id,))
+
     def load_labels_file(self, path: str | Path) -> list[Label]:
         """Create labels from a text file, one name per line (``name`` or ``name,#rrggbb``)."""
         created = []
@@ -336,6 +360,7 @@ class AnnotationStore:
         score: float | None = None,
         prompts: dict[str, Any] | None = None,
         source: str = "click",
+        color: str | None = None,
     ) -> int:
         """Store a mask ``(H, W) bool`` as an object of the image; returns its id."""
         rle = mask_to_rle(mask)
@@ -344,10 +369,10 @@ class AnnotationStore:
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO objects (image_id, label_id, rle, bbox, area, score, prompts, source,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " color, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     image_id, label_id, json.dumps(rle), json.dumps(bbox), area, score,
-                    None if prompts is None else json.dumps(prompts), source, now, now,
+                    None if prompts is None else json.dumps(prompts), source, color, now, now,
                 ),
             )  # fmt: skip
             conn.execute(
@@ -364,22 +389,30 @@ class AnnotationStore:
         label_id: int | None = None,
         hidden: bool | None = None,
         score: float | None = None,
+        prompts: dict[str, Any] | None = KEEP,
+        color: str | None = KEEP,
     ) -> None:
+        """Change an object; arguments left out keep their stored value (``color=None`` clears
+        a colour override, ``prompts=None`` clears the prompts)."""
         sets, args = ["updated_at = ?"], [time.time()]
         if mask is not None:
             rle = mask_to_rle(mask)
             bbox, area = rle_bbox_area(rle)
             sets += ["rle = ?", "bbox = ?", "area = ?"]
             args += [json.dumps(rle), json.dumps(bbox), area]
-        if label_id is not None:
-            sets.append("label_id = ?")
-            args.append(label_id)
+        for column, value in (("label_id", label_id), ("score", score)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
         if hidden is not None:
             sets.append("hidden = ?")
             args.append(int(hidden))
-        if score is not None:
-            sets.append("score = ?")
-            args.append(score)
+        if prompts is not KEEP:
+            sets.append("prompts = ?")
+            args.append(None if prompts is None else json.dumps(prompts))
+        if color is not KEEP:
+            sets.append("color = ?")
+            args.append(color)
         with self._tx() as conn:
             cur = conn.execute(
                 f"UPDATE objects SET {', '.join(sets)} WHERE id = ?", (*args, object_id)
@@ -409,6 +442,7 @@ class AnnotationStore:
                 prompts=None if r["prompts"] is None else json.loads(r["prompts"]),
                 source=r["source"],
                 hidden=bool(r["hidden"]),
+                color=r["color"],
             )
             for r in rows
         ]

@@ -390,10 +390,8 @@ class Handlers:
 
     @_safe
     def on_remove_label(self, session: Session) -> Updates:
-        if session.link is not None:
-            raise PromptError(
-                "Labels of a project are kept for every image; rename the label instead."
-            )
+        if self.project is not None and session.link is not None:
+            self.project.check_label_removable(session.active_label)
         actions.remove_label(session, session.active_label)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 

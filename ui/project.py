@@ -209,7 +209,7 @@ class Project:
             if entry is None:
                 store_id = self.store.add_object(
                     link.image_id, obj.mask.to_array(), label_id, obj.score,
-                    _prompts(obj.prompt), obj.source,
+                    _prompts(obj.prompt), obj.source, obj.color,
                 )  # fmt: skip
             else:
                 store_id, old = entry
@@ -219,6 +219,8 @@ class Project:
                     label_id=label_id,
                     hidden=obj.hidden,
                     score=obj.score,
+                    prompts=_prompts(obj.prompt),
+                    color=obj.color,
                 )
             link.stored[obj.id] = (store_id, obj)
             changed = True
@@ -243,8 +245,21 @@ class Project:
             for lab in labels:
                 if lab.name not in known:
                     self.store.ensure_label(lab.name, lab.color)
+            kept = {lab.name for lab in labels}
+            for stored in self.store.labels():
+                if stored.name in known - kept:  # removed in the page (or undone)
+                    self.store.delete_label(stored.id)
         link.labels = labels
         return True
+
+    def check_label_removable(self, name: str) -> None:
+        """Raise :class:`StoreError` when objects on any image of the project use the label."""
+        for stored in self.store.labels():
+            if stored.name == name and self.store.label_usage(stored.id):
+                raise StoreError(
+                    f"“{name}” is used by {self.store.label_usage(stored.id)} object(s) in this "
+                    "project: relabel or delete them first."
+                )
 
     def set_status(self, session: Session, status: str) -> None:
         if session.link is None:
@@ -321,4 +336,5 @@ def _from_record(rec: ObjectRecord, obj_id: int, label: str) -> AnnotatedObject:
         prompt=prompt,
         hidden=rec.hidden,
         source=rec.source,
+        color=rec.color,
     )

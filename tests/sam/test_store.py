@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -153,3 +154,45 @@ def test_unwritable_location(tmp_path):
 
 def test_list_images_skips_hidden_and_non_images(folder):
     assert list_images(folder) == ["a.png", "b.jpg", "sub/c.jpeg"]
+
+
+def test_version_1_database_is_migrated(tmp_path):
+    """A database written by schema 1 opens, gains the colour column, keeps its objects."""
+    from sam.store import _MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_MIGRATIONS[1])
+    conn.execute("INSERT INTO images (path, updated_at) VALUES ('a.png', 0)")
+    conn.execute(
+        "INSERT INTO objects (image_id, rle, bbox, area, created_at, updated_at) "
+        "VALUES (1, ?, '[0, 0, 1, 1]', 1, 0, 0)",
+        (json.dumps({"size": [2, 2], "counts": "0120"}),),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with AnnotationStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        (obj,) = store.objects(1)
+        assert obj.color is None and obj.mask().shape == (2, 2)
+        store.update_object(obj.id, color="#00ff00")
+        assert store.objects(1)[0].color == "#00ff00"
+
+
+def test_colour_override_prompts_and_label_removal(folder):
+    with AnnotationStore.for_folder(folder) as store:
+        image_id = store.image_id("a.png")
+        dog, spare = store.ensure_label("dog"), store.ensure_label("spare")
+        object_id = store.add_object(image_id, blob(), dog.id, color="#112233",
+                                     prompts={"points": [[1, 1, 1]]})  # fmt: skip
+        store.update_object(object_id, prompts={"points": [[1, 1, 1], [5, 5, 0]]})
+        (obj,) = store.objects(image_id)
+        assert obj.color == "#112233" and len(obj.prompts["points"]) == 2
+        store.update_object(object_id, color=None)
+        assert store.objects(image_id)[0].color is None
+        assert store.label_usage(dog.id) == 1 and store.label_usage(spare.id) == 0
+        with pytest.raises(StoreError, match="used by 1 object"):
+            store.delete_label(dog.id)
+        store.delete_label(spare.id)
+        assert [lb.name for lb in store.labels()] == ["dog"]

@@ -125,6 +125,8 @@ def test_reopening_the_folder_restores_objects_labels_and_refines_them(
     app.on_add_label(s, "animal", "#00aa00")
     mask = add_object(app, s, 300, 200)
     app.on_save_label(s, "pet", "#00bb00")  # rename in place: stored, the object follows
+    s.selected_object = 1
+    app.on_object_color(s, "#ff00aa")  # this object's own colour
     app.project.close()
 
     again = make_handlers(folder, tiny_checkpoint, tmp_path / "second")
@@ -133,6 +135,7 @@ def test_reopening_the_folder_restores_objects_labels_and_refines_them(
     np.testing.assert_array_equal(s2.doc.objects[0].mask.to_array(), mask)
     assert s2.doc.objects[0].prompt.points == ((300, 200, 1),)
     assert s2.doc.label("pet").color == "#00bb00"
+    assert s2.doc.objects[0].color == "#ff00aa"
     assert "from the disk cache" in s2.message  # the restarted app did not encode again
     # A reloaded object (no decoder logits kept) refines from its mask with the next click.
     actions.edit_object(s2, 1)
@@ -141,18 +144,34 @@ def test_reopening_the_folder_restores_objects_labels_and_refines_them(
     again.on_accept(s2)
     (stored,) = again.project.store.objects(s2.link.image_id)
     np.testing.assert_array_equal(stored.mask(), s2.doc.objects[0].mask.to_array())
+    assert [320, 210, 1] in stored.prompts["points"]  # the refining click is kept too
     again.project.close()
 
 
-def test_labels_file_and_project_labels_cannot_be_removed(folder, tiny_checkpoint, tmp_path):
+def test_labels_file_and_removing_project_labels(folder, tiny_checkpoint, tmp_path):
     labels = tmp_path / "labels.txt"
-    labels.write_text("# classes\ncat\ndog,#123456\n")
+    labels.write_text("# classes\ncat\ndog,#123456\nbird\n")
     h = make_handlers(folder, tiny_checkpoint, tmp_path, labels_file=labels)
     s, _ = start(h)
-    assert [lab.name for lab in s.doc.labels] == ["cat", "dog"]
+    assert [lab.name for lab in s.doc.labels] == ["cat", "dog", "bird"]
     assert s.doc.label("dog").color == "#123456"
-    h.on_remove_label(s)
-    assert s.message_is_error and [lab.name for lab in s.doc.labels] == ["cat", "dog"]
+    store = h.project.store
+    other = store.image_id("truck.jpg")  # "bird" is used on another image only
+    store.add_object(
+        other, np.ones((4, 4), bool), {lb.name: lb.id for lb in store.labels()}["bird"]
+    )
+    for used in ("dog", "bird"):
+        if used == "dog":
+            s.active_label = "dog"
+            add_object(h, s, 300, 200)
+        s.active_label = used
+        h.on_remove_label(s)
+        assert s.message_is_error and "used by 1 object" in s.message
+    s.active_label = "cat"
+    h.on_remove_label(s)  # unused anywhere: removed from the page and the project
+    assert not s.message_is_error
+    assert [lab.name for lab in s.doc.labels] == ["dog", "bird"]
+    assert [lab.name for lab in store.labels()] == ["dog", "bird"]
     h.project.close()
 
 
