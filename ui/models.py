@@ -61,8 +61,11 @@ class ModelManager:
         self._disk_caches: dict[str, EmbeddingDiskCache] = {}
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._status: dict[str, ModelStatus] = {}
-        # One load at a time: two users picking ViT-H at once must not load it twice.
+        # _lock guards the tables and is held only briefly, so users of a loaded model are
+        # never blocked by a load; _load_lock runs one load at a time, so two users picking
+        # ViT-H at once load it once and peak memory holds one loading model.
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self._loading: set[str] = set()
 
     def is_loading(self, source: str | None = None) -> bool:
@@ -99,7 +102,8 @@ class ModelManager:
         finally:
             self._loading.discard(key)
 
-    def _load(self, key: str, retry: bool) -> ModelStatus:
+    def _known(self, key: str, retry: bool) -> ModelStatus | None:
+        """The status of a loaded model, or of a failure not to retry; None: load it."""
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -107,6 +111,17 @@ class ModelManager:
             previous = self._status.get(key)
             if previous is not None and not previous.ok and not retry:
                 return previous
+        return None
+
+    def _load(self, key: str, retry: bool) -> ModelStatus:
+        known = self._known(key, retry)
+        if known is not None:
+            return known
+        with self._load_lock:
+            # Another user may have loaded it (or failed) while this one waited.
+            known = self._known(key, retry=False)
+            if known is not None and (known.ok or not retry):
+                return known
             start = time.perf_counter()
             try:
                 kwargs: dict[str, Any] = {"device": self.device}
@@ -123,11 +138,13 @@ class ModelManager:
                 seconds = time.perf_counter() - start
                 status = ModelStatus(key, True, device=str(model.device), seconds=seconds)
                 logger.info("Loaded %s on %s in %.1f s", key, model.device, seconds)
-                self._models[key] = model
-                while len(self._models) > self.max_loaded:
-                    dropped, _ = self._models.popitem(last=False)
-                    logger.info("Unloaded %s (keeping %d models)", dropped, self.max_loaded)
-            self._status[key] = status
+            with self._lock:
+                if status.ok:
+                    self._models[key] = model
+                    while len(self._models) > self.max_loaded:
+                        dropped, _ = self._models.popitem(last=False)
+                        logger.info("Unloaded %s (keeping %d models)", dropped, self.max_loaded)
+                self._status[key] = status
             return status
 
     def predictor(self, source: str | None = None) -> SamPredictor:

@@ -142,3 +142,39 @@ def test_manager_passes_device_and_cache_size():
     status = ModelManager("repo/x", device="cpu", cache_bytes=64 * 2**20, loader=loader).load()
     assert not status.ok and status.message == "offline"
     assert seen == {"source": "repo/x", "device": "cpu", "cache_bytes": 64 * 2**20}
+
+
+def test_a_slow_model_load_does_not_block_users_of_a_loaded_model(tiny_checkpoint):
+    """One user switching to a model that downloads for minutes must not freeze the others."""
+    import threading
+
+    from sam import load_model
+    from ui.models import ModelManager
+
+    release = threading.Event()
+    calls = []
+
+    def loader(source, **kwargs):
+        calls.append(source)
+        if source == "slow/model":
+            release.wait(timeout=30)
+        return load_model(tiny_checkpoint, **kwargs)
+
+    manager = ModelManager(str(tiny_checkpoint), device="cpu", loader=loader)
+    assert manager.load().ok
+    slow = threading.Thread(target=manager.load, args=("slow/model",))
+    slow.start()
+    try:
+        done = threading.Event()
+        threading.Thread(target=lambda: (manager.predictor(), done.set())).start()
+        assert done.wait(timeout=10), "the loaded model was blocked by another model's load"
+    finally:
+        release.set()
+        slow.join(timeout=60)
+    assert manager.status("slow/model").ok
+    twice = [threading.Thread(target=manager.load, args=("other/model",)) for _ in range(2)]
+    for t in twice:
+        t.start()
+    for t in twice:
+        t.join(timeout=60)
+    assert calls.count("other/model") == 1, "two users picking one model load it once"
