@@ -81,7 +81,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Add the labels of this text file to the project: one per line, 'name' or "
         "'name,#rrggbb'.",
     )
+    parser.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("SAM_ANNOTATOR_AUTH"),
+        help="Require this login (or set SAM_ANNOTATOR_AUTH=user:password, which keeps the "
+        "password out of the process list). Use it whenever --host is not 127.0.0.1.",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=200,
+        metavar="N",
+        help="Largest file a browser may upload, in MB.",
+    )
     args = parser.parse_args(argv)
+    if args.auth is not None and (":" not in args.auth or args.auth.startswith(":")):
+        parser.error("--auth takes USER:PASSWORD")
+    if args.max_upload_mb < 1:
+        parser.error("--max-upload-mb must be at least 1")
     if args.max_cache_mb is not None and args.max_cache_mb < 1:
         parser.error("--max-cache-mb must be at least 1")
     if args.images is None and (args.db is not None or args.labels is not None):
@@ -115,9 +133,32 @@ def main(argv: list[str] | None = None) -> int:
     # (the page explains it and offers other models).
     manager.load_in_background()
     demo = build_demo(manager, project=project)
-    demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=args.host, server_port=args.port, **launch_options())
+    demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
+    if args.host not in ("127.0.0.1", "localhost") and args.auth is None:
+        logger.warning(
+            "Serving on %s without --auth: anyone who can reach it can use it", args.host
+        )
+    demo.launch(**server_options(args))
     return 0
+
+
+# Events that may run at once (image encodes are serialised by the engine regardless); clicks
+# and other quick edits run one at a time, in order (ui/layout.py).
+QUEUE_CONCURRENCY = 4
+
+
+def server_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments for ``demo.launch()`` from the command line."""
+    options = {
+        "server_name": args.host,
+        "server_port": args.port,
+        "max_file_size": f"{args.max_upload_mb}mb",
+        **launch_options(),
+    }
+    if args.auth is not None:
+        user, password = args.auth.split(":", 1)
+        options["auth"] = [(user, password)]
+    return options
 
 
 if __name__ == "__main__":

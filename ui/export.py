@@ -108,9 +108,13 @@ def labels_json(doc: Doc) -> dict[str, Any]:
     }
 
 
+def safe_name(text: str, default: str) -> str:
+    """``text`` as one harmless file-name component: no separators, no leading dots."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or default
+
+
 def object_filename(instance_id: int, label: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "object"
-    return f"masks/{instance_id:04d}_{safe}.png"
+    return f"masks/{instance_id:04d}_{safe_name(label, 'object')}.png"
 
 
 def current_mask(doc: Doc, selected_object: int | None = None) -> Mask | None:
@@ -124,7 +128,8 @@ def current_mask(doc: Doc, selected_object: int | None = None) -> Mask | None:
 
 def stem(doc: Doc) -> str:
     name = doc.image.name if doc.image else "image"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem) or "image"
+    # Only the last component of a browser-supplied name, e.g. "../../x.png" -> "x".
+    return safe_name(Path(name.replace("\\", "/")).stem, "image")
 
 
 def write_zip(doc: Doc, path: Path, selected_object: int | None = None) -> Path:
@@ -164,8 +169,8 @@ def write_dataset_zip(store: AnnotationStore, fmt: str, folder: Path) -> Path:
         dataset.export_png(store, out)
     else:
         raise ValueError(f"unknown export format {fmt!r}")
-    name = (store.images_dir.name if store.images_dir else "project") or "project"
-    path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{fmt}.zip"
+    name = store.images_dir.name if store.images_dir else "project"
+    path = folder / f"{safe_name(name, 'project')}_{fmt}.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for file in sorted(out.rglob("*")):
             if file.is_file():

@@ -115,7 +115,15 @@ def test_app_help_lists_every_flag():
         [sys.executable, "app.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    for flag in ("--model", "--device", "--host", "--port", "--max-cache-mb"):
+    for flag in (
+        "--model",
+        "--device",
+        "--host",
+        "--port",
+        "--max-cache-mb",
+        "--auth",
+        "--max-upload-mb",
+    ):
         assert flag in out.stdout
     assert "facebook/sam-vit-base" in out.stdout
 
