@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -250,3 +251,18 @@ def save_random_grounding_dino(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def predict_once(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One fixed prompt (two points and a box) through our predictor: a fingerprint of the
+    weights a loader produced, to compare two ways of loading the same checkpoint."""
+    from sam import SamPredictor
+
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    h, w = image.shape[:2]
+    return predictor.predict(
+        point_coords=np.array([[w * 0.5, h * 0.5], [w * 0.2, h * 0.3]]),
+        point_labels=np.array([1, 0]),
+        box=np.array([w * 0.1, h * 0.1, w * 0.8, h * 0.9]),
+    )

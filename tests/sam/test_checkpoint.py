@@ -9,24 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from checkpoints import SLIMSAM_77_DIMS
+from checkpoints import SLIMSAM_77_DIMS, predict_once
 from safetensors.torch import load_file, save_file
 
-from sam import CheckpointError, DeviceError, SamPredictor, load_model
+from sam import CheckpointError, DeviceError, load_model
 from sam.checkpoint import infer_config
 from sam.config import VIT_PRESETS, SamConfig, VisionConfig
 from sam.model import Sam
-
-
-def predict_once(model, image: np.ndarray):
-    predictor = SamPredictor(model)
-    predictor.set_image(image)
-    h, w = image.shape[:2]
-    return predictor.predict(
-        point_coords=np.array([[w * 0.5, h * 0.5], [w * 0.2, h * 0.3]]),
-        point_labels=np.array([1, 0]),
-        box=np.array([w * 0.1, h * 0.1, w * 0.8, h * 0.9]),
-    )
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

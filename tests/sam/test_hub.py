@@ -14,27 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoints import predict_once
 from hub_server import FakeHub, unused_endpoint, use_hub
 from safetensors.torch import load_file, save_file
 
-from sam import CheckpointError, SamPredictor, load_model
+from sam import CheckpointError, load_model
 
 REPO = "someone/tiny-sam"
 BIN_REPO = "someone/tiny-sam-bin"
 NO_WEIGHTS_REPO = "someone/not-a-model"
 GATED_REPO = "someone/gated-sam"
 CHANGED_TENSOR = "mask_decoder.mask_tokens.weight"  # feeds the mask logits directly
-
-
-def predict_once(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    predictor = SamPredictor(model)
-    predictor.set_image(image)
-    h, w = image.shape[:2]
-    return predictor.predict(
-        point_coords=np.array([[w * 0.5, h * 0.5], [w * 0.2, h * 0.3]]),
-        point_labels=np.array([1, 0]),
-        box=np.array([w * 0.1, h * 0.1, w * 0.8, h * 0.9]),
-    )
 
 
 def assert_predicts(model, expected: tuple, image: np.ndarray) -> None:
