@@ -205,10 +205,17 @@ class AutomaticMaskGenerator:
         self.model = model
         self.config = config or AutoMaskConfig()
 
-    def generate(self, image: Any, progress: ProgressCallback | None = None) -> list[MaskProposal]:
+    def generate(
+        self,
+        image: Any,
+        progress: ProgressCallback | None = None,
+        predictor: SamPredictor | None = None,
+    ) -> list[MaskProposal]:
         """All masks for ``image`` (array, PIL image or path), best predicted IoU first.
 
         ``progress(done, total)`` is called after each decoder batch (total counts batches).
+        ``predictor``: one of the caller's on the same model (e.g. with a disk cache of
+        embeddings); by default a fresh one, which still finds embeddings in the model's cache.
         """
         array = load_image(image, max_pixels=None)
         height, width = array.shape[:2]
@@ -223,7 +230,10 @@ class AutomaticMaskGenerator:
         total = sum(math.ceil(len(grids[layer]) / cfg.points_per_batch) for _, layer in crops)
         done = 0
         proposals: list[MaskProposal] = []
-        predictor = SamPredictor(self.model)
+        if predictor is None:
+            predictor = SamPredictor(self.model)
+        elif predictor.model is not self.model:
+            raise ValueError("the predictor must wrap the generator's model")
         for crop, layer in crops:
             x0, y0, x1, y1 = crop
             predictor.set_image(np.ascontiguousarray(array[y0:y1, x0:x1]))

@@ -1,4 +1,5 @@
-// Clicks on the candidate cards, label chips, object rows and gallery rows -> Python events.
+// Clicks on the candidate cards, label chips, object rows, gallery rows and proposal chips ->
+// Python events.
 // Runs as `js_on_load` of each of those HTML components; the markup (from ui/render.py) tags
 // clickable things with data-event and their payload with data-index / data-id / data-action.
 // Event names must appear literally here: Gradio finds custom events by scanning this code.
@@ -13,6 +14,7 @@ element.addEventListener("click", (e) => {
   else if (event === "choose") trigger("choose", { index: Number(index) });
   else if (event === "act") trigger("act", { id: Number(id), action });
   else if (event === "open") trigger("open", { id: Number(id) });
+  else if (event === "toggle") trigger("toggle", { index: Number(index) });
 });
 
 // A long project gallery keeps the open image in view after each re-render.

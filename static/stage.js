@@ -107,7 +107,8 @@ function finish(e, cancelled) {
     return;
   }
   const negative = g.button === 2 || g.shift || info.stage.dataset.mode === "neg";
-  pendingMarker(info, a.px, a.py, negative);
+  // While proposals are reviewed a click toggles one (no point is placed).
+  if (!info.stage.dataset.proposals) pendingMarker(info, a.px, a.py, negative);
   trigger("prompt", { kind: "point", x: a.px, y: a.py, negative, key: info.key });
 }
 
@@ -138,12 +139,16 @@ element.addEventListener("drop", async (e) => {
   trigger("dropped", { path: uploaded.path, name: file.name });
 });
 
-// "Encoding image… 3.2 s": ticks any busy veil on the page.
+// "Encoding image… 3.2 s": ticks any busy veil on the page. A long task re-renders its veil to
+// show progress; veils with the same data-job share one clock.
 if (!window.__samTicker) {
   const seen = new WeakMap();
+  const jobs = new Map();
   window.__samTicker = setInterval(() => {
     document.querySelectorAll(".sam-elapsed").forEach((el) => {
-      if (!seen.has(el)) seen.set(el, Date.now());
+      const job = el.dataset.job;
+      if (job && !jobs.has(job)) jobs.set(job, Date.now());
+      if (!seen.has(el)) seen.set(el, job ? jobs.get(job) : Date.now());
       el.textContent = `${((Date.now() - seen.get(el)) / 1000).toFixed(1)} s`;
     });
   }, 100);

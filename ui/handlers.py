@@ -8,13 +8,12 @@ an error message.
 
 from __future__ import annotations
 
-import functools
 import html
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,43 +23,18 @@ from gradio import utils as gr_utils
 from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
-from . import actions, api, export, imports, render
+from . import actions, api, export, imports, proposals, render
 from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
 from .project import FILTERS, Project
+from .proposal_handlers import ProposalHandlers
+from .proposals import TextDetectors
+from .safe import Updates, _safe
 from .state import Session
 
 logger = logging.getLogger(__name__)
 
-Updates = dict[str, Any]
 
-
-def _safe(fn: Callable[..., Updates]) -> Callable[..., Updates]:
-    """Turn any failure into a message in the page; the session stays as it was.
-
-    In a project, whatever the action changed is written to the store before the page updates.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(self: Handlers, session: Session | None, *args: Any, **kwargs: Any) -> Updates:
-        session = session if isinstance(session, Session) else Session()
-        try:
-            updates = fn(self, session, *args, **kwargs)
-            return {**updates, **self.persist(session)}
-        except SamError as exc:
-            session.notify(str(exc), error=True)
-        except Exception as exc:
-            logger.exception("Handler %s failed", fn.__name__)
-            session.notify(
-                f"Something went wrong ({type(exc).__name__}: {exc}). Your work is kept; see the "
-                "server log for details.",
-                error=True,
-            )
-        return self.view(session)
-
-    return wrapper
-
-
-class Handlers:
+class Handlers(ProposalHandlers):
     """All event handlers of one app; per-user data only ever comes in through ``session``."""
 
     def __init__(
@@ -70,8 +44,10 @@ class Handlers:
         export_dir: Path,
         examples: list[Path] | None = None,
         project: Project | None = None,
+        text_detectors: TextDetectors | None = None,
     ) -> None:
         self.manager = manager
+        self.text_detectors = text_detectors or TextDetectors(device=manager.device)
         self.media_dir = media_dir
         self.export_dir = export_dir
         self.examples = list(examples or [])
@@ -79,11 +55,12 @@ class Handlers:
 
     # -- rendering -----------------------------------------------------------------------------
 
-    def view(self, session: Session, busy: str | None = None) -> Updates:
-        """The outputs every action refreshes."""
+    def view(self, session: Session, busy: str | None = None, job: str = "") -> Updates:
+        """The outputs every action refreshes (``job`` names a long task's busy veil)."""
         return {
+            **self.proposal_view(session),
             "state": session,
-            "stage": render.stage_html(session, busy),
+            "stage": render.stage_html(session, busy, job),
             "cands": render.candidates_html(session),
             "objects": render.objects_html(session),
             "labels": render.labels_html(session),
@@ -170,7 +147,12 @@ class Handlers:
     def on_load(self, session: Session) -> Updates:
         if not self.manager.is_loading(session.model_source):
             self.manager.load(session.model_source)
-        return {**self.everything(session), **self.project_view(session), **self.on_tick(session)}
+        return {
+            **self.everything(session),
+            **self.project_view(session),
+            **self.on_tick(session),
+            **self.find_note(),
+        }
 
     def on_resume(self, session: Session | None) -> Iterator[Updates]:
         """After the page loads, a project tab opens the first image not done yet."""
@@ -318,8 +300,18 @@ class Handlers:
             # The page showed another image when the click happened (e.g. right after Undo).
             session.notify("The image changed under that click; click again.", error=True)
             return self.view(session)
-        predictor = self.manager.predictor(session.model_source)
         kind = data.get("kind")
+        if doc.proposals is not None:  # reviewing proposals: a click toggles one
+            if kind == "point":
+                proposals.toggle_at(session, int(data["x"]), int(data["y"]))
+            else:
+                session.notify(
+                    "While proposals are shown, click a mask to accept or reject it; Discard "
+                    "proposals (Esc) to draw boxes and points again.",
+                    error=True,
+                )
+            return self.view(session)
+        predictor = self.manager.predictor(session.model_source)
         if kind == "point":
             negative = bool(data.get("negative")) or (mode or "").lower().startswith("neg")
             actions.add_point(
@@ -338,13 +330,21 @@ class Handlers:
         return self.view(session)
 
     @_safe
-    def on_accept(self, session: Session) -> Updates:
-        actions.accept(session)
+    def on_accept(self, session: Session, proposal_label: str | None = None) -> Updates:
+        """Enter / Accept: the current mask, or the accepted proposals while reviewing."""
+        if session.doc.proposals is not None:
+            proposals.add_accepted(session, proposal_label)
+        else:
+            actions.accept(session)
         return {**self.view(session), **self.object_fields(session)}
 
     @_safe
     def on_clear(self, session: Session) -> Updates:
-        actions.clear_prompt(session)
+        """Esc / Clear: the prompt, or the proposals on show (Undo brings them back)."""
+        if session.doc.proposals is not None:
+            proposals.discard(session)
+        else:
+            actions.clear_prompt(session)
         return self.view(session)
 
     @_safe

@@ -15,9 +15,12 @@ from typing import Any
 
 import gradio as gr
 
+from sam.text_prompt import DEFAULT_DETECTOR
+
 from .handlers import Handlers, Updates
 from .models import MODEL_CHOICES, ModelManager
 from .project import Project
+from .proposals import TextDetectors
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +75,14 @@ def build_demo(
     media_dir: Path | None = None,
     examples: list[Path] | None = None,
     project: Project | None = None,
+    text_detector: str | None = None,
 ) -> gr.Blocks:
     """Build the app. ``manager`` loads models; everything per user lives in ``gr.State``.
 
     With a ``project`` (an image folder), a gallery column lists its images and every edit is
-    saved to the project's store; uploads and examples are left out.
+    saved to the project's store; uploads and examples are left out. ``text_detector`` is the
+    Grounding DINO of Find objects (hub repo id or local folder; default
+    ``sam.text_prompt.DEFAULT_DETECTOR``), loaded on first use.
     """
     if media_dir is None:
         media_dir = Path(tempfile.mkdtemp(prefix="sam-annotator-media-"))
@@ -87,7 +93,8 @@ def build_demo(
     examples = example_images() if examples is None else examples
     if project is not None:
         examples = []
-    h = Handlers(manager, media_dir, export_dir, examples, project)
+    detectors = TextDetectors(text_detector or DEFAULT_DETECTOR, device=manager.device)
+    h = Handlers(manager, media_dir, export_dir, examples, project, detectors)
     atexit.register(h.cleanup)
     lists_js = _read("lists.js")
 
@@ -187,6 +194,7 @@ def build_demo(
                     elem_id="sam-examples",
                     visible=bool(examples),
                 )
+                auto = _proposal_controls(lists_js)
                 with gr.Group():
                     gr.Markdown("**Labels** — new objects get the highlighted one", padding=True)
                     labels = gr.HTML(
@@ -300,6 +308,7 @@ def build_demo(
             "obj_color": obj_color,
             "export_files": export_files,
             "timer": timer,
+            **{name: auto[name] for name in PROPOSAL_OUTPUTS},
             **project_parts,
         }
         out_list = list(outputs.values())
@@ -353,7 +362,22 @@ def build_demo(
         cands.pick(wire(h.on_pick), [state], **quick)
         labels.choose(wire(h.on_choose_label), [state], **quick)
         objects.act(wire(h.on_object), [state], **quick)
-        accept_btn.click(wire(h.on_accept), [state], **quick)
+        accept_btn.click(wire(h.on_accept), [state, auto["prop_label"]], **quick)
+        # Segment everything / Find run for seconds: not in the quick queue of clicks.
+        settings = [auto[k] for k in ("pps", "pred_iou", "stability", "min_area", "nms", "offset")]
+        auto["everything_btn"].click(wire(h.on_everything), [state, *settings], **private)
+        find_inputs = [state, auto["find_text"], auto["box_thr"], auto["text_thr"]]
+        auto["find_btn"].click(wire(h.on_find), find_inputs, **private)
+        auto["find_text"].submit(wire(h.on_find), find_inputs, **private)
+        auto["proposals"].toggle(wire(h.on_proposal), [state], **quick)
+        auto["accept_above_btn"].click(
+            wire(h.on_accept_above), [state, auto["prop_threshold"]], **quick
+        )
+        auto["reject_all_btn"].click(wire(h.on_reject_all), [state], **quick)
+        auto["add_accepted_btn"].click(
+            wire(h.on_add_accepted), [state, auto["prop_label"]], **quick
+        )
+        auto["discard_btn"].click(wire(h.on_discard), [state], **quick)
         clear_btn.click(wire(h.on_clear), [state], **quick)
         undo_btn.click(wire(h.on_undo), [state], trigger_mode="multiple", **quick)
         redo_btn.click(wire(h.on_redo), [state], trigger_mode="multiple", **quick)
@@ -387,6 +411,87 @@ def build_demo(
             ),
         )
     return demo
+
+
+PROPOSAL_OUTPUTS = ("proposals", "proposal_panel", "prop_label", "prop_threshold", "find_note")
+
+
+def _proposal_controls(lists_js: str) -> dict[str, Any]:
+    """Segment everything, Find objects, their settings, and the proposal review panel."""
+    c: dict[str, Any] = {}
+    with gr.Group(elem_id="sam-auto-box"):
+        gr.Markdown(
+            "**Segment everything · Find objects** — masks proposed for the whole image",
+            padding=True,
+        )
+        with gr.Row(elem_id="sam-auto-row"):
+            c["everything_btn"] = gr.Button(
+                "Segment everything", elem_id="sam-everything", size="sm", scale=2
+            )
+            c["find_text"] = gr.Textbox(
+                placeholder="Find objects…  e.g. dog. cat.", show_label=False, container=False,
+                max_lines=1, elem_id="sam-find-text", scale=3, min_width=120,
+            )  # fmt: skip
+            c["find_btn"] = gr.Button("Find", elem_id="sam-find", size="sm", scale=1)
+        c["find_note"] = gr.HTML("", elem_id="sam-find-note", js_on_load=None)
+        with gr.Accordion("Settings", open=False, elem_id="sam-auto-settings"):
+            with gr.Row():
+                c["pps"] = gr.Slider(
+                    4, 64, value=32, step=1, label="Points per side", elem_id="sam-pps"
+                )
+                c["min_area"] = gr.Number(
+                    100, precision=0, minimum=0, label="Min region area (px)",
+                    elem_id="sam-min-area",
+                )  # fmt: skip
+                c["nms"] = gr.Slider(
+                    0.05, 1, value=0.7, step=0.05, label="Box NMS IoU", elem_id="sam-nms"
+                )
+            with gr.Row():
+                c["pred_iou"] = gr.Slider(
+                    0, 1, value=0.88, step=0.01, label="Predicted IoU ≥", elem_id="sam-pred-iou"
+                )
+                c["stability"] = gr.Slider(
+                    0, 1, value=0.95, step=0.01, label="Stability ≥", elem_id="sam-stability"
+                )
+                c["offset"] = gr.Slider(
+                    0, 2, value=1.0, step=0.01, label="Stability offset", elem_id="sam-offset"
+                )
+            with gr.Row():
+                c["box_thr"] = gr.Slider(
+                    0, 1, value=0.3, step=0.01, label="Find: box threshold", elem_id="sam-box-thr"
+                )
+                c["text_thr"] = gr.Slider(
+                    0, 1, value=0.25, step=0.01, label="Find: text threshold",
+                    elem_id="sam-text-thr",
+                )  # fmt: skip
+    with gr.Column(visible=False, elem_id="sam-proposal-panel") as panel:
+        c["proposal_panel"] = panel
+        c["proposals"] = gr.HTML(
+            "", elem_id="sam-proposals", js_on_load=lists_js, apply_default_css=False
+        )
+        with gr.Row(equal_height=True):
+            c["prop_threshold"] = gr.Slider(
+                0, 1, value=0.95, step=0.01, label="Score threshold",
+                elem_id="sam-prop-threshold", scale=3,
+            )  # fmt: skip
+            with gr.Column(scale=2, min_width=120):
+                c["accept_above_btn"] = gr.Button(
+                    "Accept all above", elem_id="sam-accept-above", size="sm"
+                )
+                c["reject_all_btn"] = gr.Button("Reject all", elem_id="sam-reject-all", size="sm")
+        c["prop_label"] = gr.Dropdown(
+            [], label="Accepted proposals become (type a new label to create it)",
+            allow_custom_value=True, elem_id="sam-prop-label",
+        )  # fmt: skip
+        with gr.Row():
+            c["add_accepted_btn"] = gr.Button(
+                "✓ Add accepted as objects (Enter)", variant="primary",
+                elem_id="sam-add-accepted", size="sm", scale=3,
+            )  # fmt: skip
+            c["discard_btn"] = gr.Button(
+                "Discard (Esc)", variant="stop", elem_id="sam-discard", size="sm", scale=2
+            )
+    return c
 
 
 def _to_components(updates: Updates, outputs: dict[str, Any]) -> dict[Any, Any]:

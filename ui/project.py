@@ -194,7 +194,7 @@ class Project:
         link, doc = session.link, session.doc
         if link is None or doc.image is None:
             return False
-        changed = self._sync_labels(link, doc.labels)
+        changed, removed = self._sync_labels(link, doc.labels)
         label_ids = {lab.name: lab.id for lab in self.store.labels()}
         live = {obj.id for obj in doc.objects}
         for obj in doc.objects:
@@ -228,12 +228,19 @@ class Project:
             store_id, _ = link.stored.pop(obj_id)
             self.store.delete_object(store_id)
             changed = True
+        # Labels go last: an undo can remove a label together with the objects that used it.
+        for stored in self.store.labels():
+            if stored.name in removed:
+                self.store.delete_label(stored.id)
         return changed
 
-    def _sync_labels(self, link: ProjectLink, labels: tuple[Label, ...]) -> bool:
+    def _sync_labels(self, link: ProjectLink, labels: tuple[Label, ...]) -> tuple[bool, set[str]]:
+        """Create, rename and recolour labels; returns (changed, names to delete after the
+        objects are written)."""
         old = link.labels
         if old == labels:
-            return False
+            return False, set()
+        removed: set[str] = set()
         if len(old) == len(labels):  # renamed or recoloured in place (also by undo/redo)
             for before, after in zip(old, labels, strict=True):
                 if before != after:
@@ -245,12 +252,9 @@ class Project:
             for lab in labels:
                 if lab.name not in known:
                     self.store.ensure_label(lab.name, lab.color)
-            kept = {lab.name for lab in labels}
-            for stored in self.store.labels():
-                if stored.name in known - kept:  # removed in the page (or undone)
-                    self.store.delete_label(stored.id)
+            removed = known - {lab.name for lab in labels}  # removed in the page (or undone)
         link.labels = labels
-        return True
+        return True, removed
 
     def check_label_removable(self, name: str) -> None:
         """Raise :class:`StoreError` when objects on any image of the project use the label."""

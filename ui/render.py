@@ -22,7 +22,7 @@ from PIL import Image
 from sam.prefetch import PrefetchStatus
 from sam.store import ImageRecord
 
-from .state import Candidates, Doc, Mask, Session
+from .state import Candidates, Doc, Mask, Proposals, Session
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,25 @@ def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.nd
             canvas, doc.candidates.mask, grid, hex_to_rgb(current_color(session)), alpha,
             CURRENT_OUTLINE, 2,
         )  # fmt: skip
+    if doc.proposals is not None:
+        _paint_proposals(canvas, doc.proposals, grid, alpha)
     return canvas
+
+
+def _paint_proposals(
+    canvas: np.ndarray, proposals: Proposals, grid: tuple[np.ndarray, np.ndarray], alpha: int
+) -> None:
+    """Each proposal in its own colour, largest first so small ones stay visible (and
+    clickable: a click toggles the smallest under the pointer). Accepted ones are filled
+    strongly with a white contour; the others are lighter, with a contour in their colour."""
+    pale = max(40, round(alpha * 0.55))
+    strong = max(150, alpha)
+    for p in sorted(proposals.items, key=lambda p: -p.mask.area):
+        rgb = hex_to_rgb(p.color)
+        if p.accepted:
+            _paint(canvas, p.mask, grid, rgb, strong, CURRENT_OUTLINE, 3)
+        else:
+            _paint(canvas, p.mask, grid, rgb, pale, rgb, 2)
 
 
 def current_color(session: Session) -> str:
@@ -201,7 +219,7 @@ def _pct(value: float, total: int) -> str:
     return f"{100.0 * value / total:.4f}%"
 
 
-def stage_html(session: Session, busy: str | None = None) -> str:
+def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
     """The interactive image: photo, overlay, prompt markers, and a busy veil while encoding.
 
     ``static/stage.js`` turns pointer events on ``.sam-canvas`` into prompts; it reads the
@@ -211,7 +229,7 @@ def stage_html(session: Session, busy: str | None = None) -> str:
     mode = "neg" if session.view.negative_mode else "pos"
     rev = next(_revision)
     if doc.image is None:
-        veil = _busy_html(busy) if busy else ""
+        veil = _busy_html(busy, job) if busy else ""
         return (
             f'<div class="sam-stage sam-empty" data-mode="{mode}" data-rev="{rev}">'
             '<div class="sam-drop"><div class="sam-drop-icon">⬆</div>'
@@ -220,9 +238,10 @@ def stage_html(session: Session, busy: str | None = None) -> str:
             f"{veil}</div>"
         )
     height, width = doc.image.size
+    reviewing = ' data-proposals="1"' if doc.proposals is not None else ""
     parts = [
         f'<div class="sam-stage" data-mode="{mode}" data-w="{width}" data-h="{height}" '
-        f'data-key="{doc.image.key}" data-rev="{rev}">',
+        f'data-key="{doc.image.key}" data-rev="{rev}"{reviewing}>',
         f'<div class="sam-canvas" style="--ar:{width / height:.6f}">',
         f'<img class="sam-base" alt="" draggable="false" src="{file_url(doc.image.display_path)}">',
     ]
@@ -245,19 +264,33 @@ def stage_html(session: Session, busy: str | None = None) -> str:
             f'style="left:{_pct(x + 0.5, width)};top:{_pct(y + 0.5, height)}"></div>'
         )
     parts.append('<div class="sam-live"></div>')
+    if doc.proposals is not None:
+        parts.append(_review_banner(doc.proposals))
     if busy:
-        parts.append(_busy_html(busy))
+        parts.append(_busy_html(busy, job))
     parts.append("</div>")
     parts.append(f'<div class="sam-hud">{_hud_text(session)}</div>')
     parts.append("</div>")
     return "".join(parts)
 
 
-def _busy_html(text: str) -> str:
+def _busy_html(text: str, job: str = "") -> str:
+    """The veil over the stage; its clock runs from the first render of ``job`` (a long task
+    re-renders the veil to show its progress)."""
     since = int(time.time() * 1000)
+    tag = f' data-job="{html.escape(job)}"' if job else ""
     return (
         f'<div class="sam-busy"><div class="sam-spinner"></div><span>{html.escape(text)}</span>'
-        f'<span class="sam-elapsed" data-since="{since}">0.0 s</span></div>'
+        f'<span class="sam-elapsed" data-since="{since}"{tag}>0.0 s</span></div>'
+    )
+
+
+def _review_banner(proposals: Proposals) -> str:
+    n, accepted = len(proposals.items), len(proposals.accepted)
+    return (
+        '<div class="sam-review-banner"><b>Reviewing proposals</b> · '
+        f"{accepted}/{n} accepted · click a mask: accept / reject · "
+        "<kbd>Enter</kbd> add · <kbd>Esc</kbd> discard</div>"
     )
 
 
@@ -268,7 +301,10 @@ def _hud_text(session: Session) -> str:
     bits = [f"{html.escape(doc.image.name)} · {width}×{height}"]
     n_pos = sum(1 for p in doc.prompt.points if p[2] == 1)
     n_neg = len(doc.prompt.points) - n_pos
-    if doc.prompt.empty and doc.candidates is None:
+    if doc.proposals is not None:
+        n, accepted = len(doc.proposals.items), len(doc.proposals.accepted)
+        bits.append(f"{n} proposals, {accepted} accepted · click = accept / reject")
+    elif doc.prompt.empty and doc.candidates is None:
         bits.append("click = object · right-click / Shift+click = background · drag = box")
     if not doc.prompt.empty:
         prompt = f"{n_pos} positive, {n_neg} negative"
@@ -412,6 +448,38 @@ def objects_html(session: Session) -> str:
             f'title="Delete">✕</button></div>'
         )
     return f'<div class="sam-objs">{"".join(rows)}</div>'
+
+
+def proposals_html(session: Session) -> str:
+    """The proposals under review as chips (colour, score, phrase); a click toggles one."""
+    props = session.doc.proposals
+    if props is None:
+        return ""
+    chips = []
+    for i, p in enumerate(props.items):
+        state = " sam-accepted" if p.accepted else ""
+        name = f" {html.escape(p.phrase)}" if p.phrase else ""
+        mark = "✓" if p.accepted else "○"
+        chips.append(
+            f'<button class="sam-prop{state}" data-event="toggle" data-index="{i}" '
+            f'title="{"Reject" if p.accepted else "Accept"} proposal {i + 1} '
+            f'({p.mask.area:,} px)">'
+            f'<span class="sam-prop-mark">{mark}</span>'
+            f'<span class="sam-swatch" style="background:{p.color}"></span>'
+            f"{name} <small>{p.score:.2f}</small></button>"
+        )
+    n, accepted = len(props.items), len(props.accepted)
+    what = (
+        "Segment everything"
+        if props.source == "everything"
+        else (f"Find “{html.escape(props.query)}”")
+    )
+    return (
+        f'<div class="sam-props-head"><b>{what}</b>: {n} proposals, '
+        f'<b class="sam-props-count">{accepted}</b> accepted — click masks on the image '
+        "(the smallest under the pointer) or chips here to accept / reject.</div>"
+        f'<div class="sam-props">{"".join(chips)}</div>'
+    )
 
 
 def message_html(session: Session) -> str:

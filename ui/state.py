@@ -175,6 +175,38 @@ class ImageRef:
         return (int(self.array.shape[0]), int(self.array.shape[1]))
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A mask offered by Segment everything or Find objects, waiting to be accepted.
+
+    ``score`` ranks proposals ("accept all above"): the predicted IoU for segment everything,
+    the detector's confidence for text prompts. ``mask_score`` (predicted IoU) becomes the
+    object's score. ``prompt`` is what made the mask (a grid point or a box), kept so an
+    accepted object can be re-edited with clicks like any other.
+    """
+
+    mask: Mask
+    score: float
+    mask_score: float
+    color: str
+    prompt: Prompt = Prompt()
+    phrase: str | None = None  # text prompts: the phrase that found it
+    accepted: bool = False
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """The proposals on show; while there are any, a click on the image toggles one."""
+
+    items: tuple[Proposal, ...]
+    source: str  # "everything" or "text"
+    query: str = ""  # the text prompt
+
+    @property
+    def accepted(self) -> tuple[Proposal, ...]:
+        return tuple(p for p in self.items if p.accepted)
+
+
 def default_labels() -> tuple[Label, ...]:
     return tuple(Label(n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(DEFAULT_LABELS))
 
@@ -190,6 +222,7 @@ class Doc:
     candidates: Candidates | None = None
     editing: int | None = None  # id of the object being re-edited
     next_id: int = 1
+    proposals: Proposals | None = None  # segment everything / text results under review
 
     def label(self, name: str) -> Label | None:
         return next((lab for lab in self.labels if lab.name == name), None)

@@ -139,6 +139,31 @@ def test_progress_and_rle(model, photos):
         assert [int(v) for v in mask_utils.toBbox(rle)] == p.bbox
 
 
+def test_callers_predictor_reuses_its_embedding(model, photos, tmp_path):
+    from sam import SamPredictor
+    from sam.disk_cache import EmbeddingDiskCache
+
+    image = np.ascontiguousarray(photos["dog.jpg"][::8, ::8])
+    config = AutoMaskConfig(points_per_side=3, pred_iou_thresh=-10, stability_score_thresh=0.0)
+    predictor = SamPredictor(model, EmbeddingDiskCache(tmp_path, model))
+    predictor.set_image(image)
+    model.embedding_cache.clear()  # only the caller's disk cache holds the embedding now
+    generator = AutomaticMaskGenerator(model, config)
+    proposals = generator.generate(image, predictor=predictor)
+    assert predictor.embedding_source == "disk"
+    fresh = generator.generate(image)
+    assert [p.bbox for p in proposals] == [p.bbox for p in fresh]
+    with pytest.raises(ValueError, match="generator's model"):
+        AutomaticMaskGenerator(load_model_like(model), config).generate(image, predictor=predictor)
+
+
+def load_model_like(model):
+    """Another model object (weights shared): a predictor of ``model`` must not serve it."""
+    import copy
+
+    return copy.copy(model)
+
+
 def test_crop_layers_decode_every_crop(model, photos):
     image = photos["groceries.jpg"]
     config = AutoMaskConfig(

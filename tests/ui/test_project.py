@@ -118,6 +118,20 @@ def test_every_change_is_stored_at_once_and_undo_redo_follow(app):
     assert app.project.store.image(s.link.image_id).status == "in_progress"
 
 
+def test_undoing_a_new_label_with_its_object(app):
+    """Relabelling to a new name creates the label and moves the object in one step; undoing
+    it must move the object back before the label is deleted from the store."""
+    s, _ = start(app)
+    add_object(app, s, 300, 200)
+    app.object_action(s, 1, "select")
+    app.on_object_label(s, "cat")  # a new label
+    app.on_undo(s)
+    assert not s.message_is_error, s.message
+    labels = {lab.id: lab.name for lab in app.project.store.labels()}
+    assert "cat" not in labels.values()
+    assert [labels[o.label_id] for o in app.project.store.objects(s.link.image_id)] == ["object"]
+
+
 def test_reopening_the_folder_restores_objects_labels_and_refines_them(
     app, folder, tiny_checkpoint, tmp_path
 ):

@@ -1,0 +1,241 @@
+"""Handlers of Segment everything, Find objects and the proposal review panel.
+
+A mixin of :class:`ui.handlers.Handlers`. The engine runs in a worker thread while the handler
+(a generator) shows its progress on the stage's busy veil; the result is put on show only if the
+same image is still open.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from sam.automatic import AutoMaskConfig
+from sam.errors import SamError, TextPromptError
+from sam.text_prompt import TextPromptConfig, normalise_prompt
+
+from . import proposals, render
+from .safe import Updates, _safe
+from .state import Proposals, Session
+
+if TYPE_CHECKING:
+    from .models import ModelManager
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.4
+# "Accept all above" starts here: predicted IoUs of good masks are high, detector scores lower.
+DEFAULT_ACCEPT = {"everything": 0.95, "text": 0.5}
+_jobs = itertools.count(1)
+
+
+@dataclass
+class _Progress:
+    """What a worker reports: a line for the busy veil and decoder batches done / total."""
+
+    text: str
+    done: int = 0
+    total: int = 0
+
+    def line(self) -> str:
+        if self.total:
+            return f"{self.text} {100 * self.done // self.total} % ({self.done}/{self.total})"
+        return self.text
+
+
+class ProposalHandlers:
+    manager: ModelManager
+    text_detectors: proposals.TextDetectors
+
+    if TYPE_CHECKING:
+
+        def view(self, session: Session, busy: str | None = None, job: str = "") -> Updates: ...
+
+        def persist(self, session: Session) -> Updates: ...
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def proposal_view(self, session: Session) -> Updates:
+        """The review panel: shown only while there are proposals."""
+        return {
+            "proposals": render.proposals_html(session),
+            "proposal_panel": gr.update(visible=session.doc.proposals is not None),
+        }
+
+    def proposal_fields(self, session: Session) -> Updates:
+        """Label choices and the accept threshold for a new set of proposals."""
+        props = session.doc.proposals
+        if props is None:
+            return {}
+        names = [lab.name for lab in session.doc.labels]
+        if props.source == "text":
+            choices = [("Each its phrase", proposals.PHRASE), *((n, n) for n in names)]
+            value = proposals.PHRASE
+        else:
+            choices = [(n, n) for n in names]
+            value = session.active_label if session.active_label in names else names[0]
+        return {
+            "prop_label": gr.update(choices=choices, value=value),
+            "prop_threshold": gr.update(value=DEFAULT_ACCEPT[props.source]),
+        }
+
+    def find_note(self, message: str = "") -> Updates:
+        """A lasting note under Find (the message line is replaced by the next action)."""
+        if not message and proposals.text_extra_installed():
+            return {"find_note": ""}
+        message = message or (
+            "Find objects needs the optional extra: pip install '.[text]' (adds transformers)."
+        )
+        return {"find_note": f'<div class="sam-find-note">{html.escape(message)}</div>'}
+
+    # -- running the engine ----------------------------------------------------------------------
+
+    def on_everything(
+        self,
+        session: Session | None,
+        points_per_side: float,
+        pred_iou: float,
+        stability: float,
+        min_area: float,
+        nms: float = 0.7,
+        offset: float = 1.0,
+    ) -> Iterator[Updates]:
+        """Segment everything on the open image, reusing its cached embedding."""
+        session = session if isinstance(session, Session) else Session()
+        try:
+            config = AutoMaskConfig(
+                points_per_side=int(points_per_side),
+                pred_iou_thresh=float(pred_iou),
+                stability_score_thresh=float(stability),
+                min_mask_region_area=int(min_area),
+                box_nms_thresh=float(nms),
+                stability_score_offset=float(offset),
+            )
+        except (TypeError, ValueError) as exc:
+            session.notify(f"Check the Segment everything settings: {exc}.", error=True)
+            yield self.view(session)
+            return
+
+        def work(progress: _Progress, image: Any, predictor: Any) -> Proposals:
+            def report(done: int, total: int) -> None:
+                progress.done, progress.total = done, total
+
+            return proposals.segment_everything(image, predictor, config, report)
+
+        yield from self._run(session, "Segmenting everything…", work)
+
+    def on_find(
+        self,
+        session: Session | None,
+        text: str | None,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+    ) -> Iterator[Updates]:
+        """Find the phrases of ``text`` (Grounding DINO), segment each box (SAM)."""
+        session = session if isinstance(session, Session) else Session()
+        try:
+            query = normalise_prompt(text or "")
+            config = TextPromptConfig(
+                box_threshold=float(box_threshold), text_threshold=float(text_threshold)
+            )
+        except TextPromptError as exc:
+            session.notify(str(exc), error=True)
+            yield self.view(session)
+            return
+        detectors = self.text_detectors
+
+        def work(progress: _Progress, image: Any, predictor: Any) -> Proposals:
+            if not detectors.loaded:
+                progress.text = "Loading the text detector (the first use downloads it)…"
+            detector = detectors.get()
+            progress.text = f"Finding “{query}”…"
+            return proposals.find_by_text(image, predictor, detector, query, config)
+
+        busy = f"Finding “{query}”…" if detectors.loaded else "Loading the text detector…"
+        yield from self._run(session, busy, work)
+
+    def _run(
+        self,
+        session: Session,
+        busy: str,
+        work: Callable[[_Progress, Any, Any], Proposals],
+    ) -> Iterator[Updates]:
+        doc = session.doc
+        if doc.image is None:
+            session.notify("Open an image first.", error=True)
+            yield self.view(session)
+            return
+        try:
+            predictor = self.manager.predictor(session.model_source)
+        except SamError as exc:
+            session.notify(str(exc), error=True)
+            yield self.view(session)
+            return
+        image, job = doc.image, f"job{next(_jobs)}"
+        progress = _Progress(busy)
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = work(progress, image.array, predictor)
+            except BaseException as exc:  # reported by the handler, in the page
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name="proposals", daemon=True).start()
+        yield self.view(session, busy=progress.line(), job=job)
+        while not finished.wait(POLL_SECONDS):
+            yield {"stage": render.stage_html(session, progress.line(), job)}
+        error = outcome.get("error")
+        note: Updates = {}
+        if isinstance(error, TextPromptError):
+            session.notify(str(error), error=True)
+            note = self.find_note(f"Find objects is unavailable: {error}")
+        elif isinstance(error, SamError):
+            session.notify(str(error), error=True)
+        elif error is not None:
+            logger.error("Proposals failed", exc_info=error)
+            session.notify(
+                f"That failed ({type(error).__name__}: {error}); your work is kept.", error=True
+            )
+        else:
+            proposals.show(session, outcome["value"], image.key)
+            note = self.find_note()
+        yield {**self.view(session), **self.proposal_fields(session), **note}
+
+    # -- reviewing -------------------------------------------------------------------------------
+
+    @_safe
+    def on_proposal(self, session: Session, evt: gr.EventData) -> Updates:
+        """A click on a proposal chip in the panel."""
+        proposals.toggle(session, int((getattr(evt, "_data", None) or {}).get("index", -1)))
+        return self.view(session)
+
+    @_safe
+    def on_accept_above(self, session: Session, threshold: float) -> Updates:
+        proposals.accept_above(session, float(threshold))
+        return self.view(session)
+
+    @_safe
+    def on_reject_all(self, session: Session) -> Updates:
+        proposals.reject_all(session)
+        return self.view(session)
+
+    @_safe
+    def on_add_accepted(self, session: Session, choice: str | None) -> Updates:
+        proposals.add_accepted(session, choice)
+        return self.view(session)
+
+    @_safe
+    def on_discard(self, session: Session) -> Updates:
+        proposals.discard(session)
+        return self.view(session)
