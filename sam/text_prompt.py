@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from .automatic import box_nms
+from .checkpoint import _hub_reachable
 from .device import resolve_device
 from .errors import TextPromptError
 from .image_io import load_image
@@ -79,13 +81,24 @@ class GroundingDetector:
             raise TextPromptError(
                 "Text prompts need the optional extra: pip install '.[text]' (adds transformers)."
             ) from exc
-        self.device = resolve_device(device)
-        try:
-            self.processor = AutoProcessor.from_pretrained(source)
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(source)
-        except (OSError, ValueError) as exc:
+        if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().is_dir():
             raise TextPromptError(
-                f"Could not load the text detector {source!r}: {str(exc).splitlines()[0]}. "
+                f"The text detector folder {source} does not exist: pass a folder saved with "
+                "save_pretrained (config.json, model.safetensors, tokenizer and processor files)."
+            )
+        source = str(Path(source).expanduser()) if source.startswith("~") else source
+        self.device = resolve_device(device)
+        # Offline, transformers would retry the hub for minutes: go straight to the cache.
+        cache_only = not Path(source).is_dir() and not _hub_reachable()
+        try:
+            self.processor = AutoProcessor.from_pretrained(source, local_files_only=cache_only)
+            model = AutoModelForZeroShotObjectDetection.from_pretrained(
+                source, local_files_only=cache_only
+            )
+        except (OSError, ValueError) as exc:
+            reason = str(exc).splitlines()[0].rstrip(".")
+            raise TextPromptError(
+                f"Could not load the text detector {source!r}: {reason}. "
                 "It downloads from the Hugging Face hub on first use; offline, pass a local "
                 "folder saved with save_pretrained."
             ) from exc

@@ -480,7 +480,7 @@ def _proposal_controls(lists_js: str) -> dict[str, Any]:
                 )
                 c["reject_all_btn"] = gr.Button("Reject all", elem_id="sam-reject-all", size="sm")
         c["prop_label"] = gr.Dropdown(
-            [], label="Accepted proposals become (type a new label to create it)",
+            [], label="Accepted become (pick a label or type a new one)",
             allow_custom_value=True, elem_id="sam-prop-label",
         )  # fmt: skip
         with gr.Row():

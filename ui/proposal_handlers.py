@@ -50,6 +50,13 @@ class _Progress:
         return self.text
 
 
+def _unavailable(error: TextPromptError, source: str) -> str:
+    """The lasting note under Find: short, the details are in the message line."""
+    if "pip install" in str(error):
+        return str(error)
+    return f"Find objects is unavailable: the text detector {source} could not be loaded."
+
+
 class ProposalHandlers:
     manager: ModelManager
     text_detectors: proposals.TextDetectors
@@ -199,7 +206,7 @@ class ProposalHandlers:
         note: Updates = {}
         if isinstance(error, TextPromptError):
             session.notify(str(error), error=True)
-            note = self.find_note(f"Find objects is unavailable: {error}")
+            note = self.find_note(_unavailable(error, self.text_detectors.source))
         elif isinstance(error, SamError):
             session.notify(str(error), error=True)
         elif error is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import colorsys
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -73,6 +74,15 @@ def segment_everything(
     return Proposals(items, "everything")
 
 
+def clean_phrase(phrase: str, query: str) -> str:
+    """A label from a detected phrase: tokenizer markers and the prompt's dots removed
+    (``"dog. [SEP]"`` -> ``"dog"``); the query's first phrase when nothing is left."""
+    words = re.sub(r"\[(?:CLS|SEP|PAD|UNK|MASK)\]", " ", phrase).replace(".", " ").split()
+    if words:
+        return " ".join(words)
+    return query.split(".")[0].strip() or query.strip()
+
+
 def find_by_text(
     image: np.ndarray,
     predictor: SamPredictor,
@@ -94,7 +104,7 @@ def find_by_text(
                 mask_score=p.mask_score,
                 color=colors[i],
                 prompt=Prompt(box=box),
-                phrase=p.detection.phrase.strip() or text.strip(),
+                phrase=clean_phrase(p.detection.phrase, text),
             )
         )
     return Proposals(tuple(items), "text", query=text.strip())

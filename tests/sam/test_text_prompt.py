@@ -114,8 +114,21 @@ def test_empty_prompt():
 
 
 def test_detector_that_cannot_be_loaded(tmp_path):
-    with pytest.raises(TextPromptError, match="Could not load the text detector"):
+    with pytest.raises(TextPromptError, match="folder .*missing-detector does not exist"):
         GroundingDetector(str(tmp_path / "missing-detector"), device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TextPromptError, match="Could not load the text detector"):
+        GroundingDetector(str(tmp_path / "empty"), device="cpu")
+
+
+def test_unreachable_hub_fails_at_once(monkeypatch):
+    import time
+
+    monkeypatch.setattr("sam.text_prompt._hub_reachable", lambda: False)
+    start = time.perf_counter()
+    with pytest.raises(TextPromptError, match="Could not load the text detector"):
+        GroundingDetector("IDEA-Research/no-such-detector", device="cpu")
+    assert time.perf_counter() - start < 10, "no minutes of retries when offline"
 
 
 def test_without_the_optional_extra(monkeypatch):
