@@ -1,7 +1,8 @@
 """SAM Annotator: interactive Segment Anything annotation in the browser.
 
     python app.py [--model SOURCE] [--device auto|cpu|cuda] [--host 127.0.0.1] [--port 7860]
-                  [--max-cache-mb N] [--images DIR [--db PATH] [--labels labels.txt]]
+                  [--precision auto|fp32|bf16|fp16] [--max-cache-mb N]
+                  [--images DIR [--db PATH] [--labels labels.txt]]
 
 With ``--images`` a folder of images is a project: a gallery with per-image status, every
 change saved at once to SQLite, embeddings kept on disk, the next image encoded in advance.
@@ -46,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         choices=["auto", "cpu", "cuda"],
         help="Where the model runs: auto picks CUDA when a GPU is visible, else CPU.",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="Image-encoder precision: auto picks bf16 on CPUs with native bf16 (avx512_bf16/"
+        "AMX) and on GPUs, else fp32; the mask decoder always runs in fp32.",
     )
     parser.add_argument(
         "--host",
@@ -126,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     manager = ModelManager(
         args.model,
         device=args.device,
+        precision=args.precision,
         cache_bytes=cache_bytes,
         embeddings_dir=project.embeddings_dir if project else None,
     )

@@ -453,6 +453,7 @@ def load_model(
     target = resolve_device(device)
     raw = read_state_dict(files.weights)
     sd, extras = _normalise_keys(raw)
+    del raw  # ``sd`` holds the same tensors; no second reference may keep converted ones alive
     if files.config is not None:
         try:
             config_dict = _read_json(files.config)
@@ -479,11 +480,11 @@ def load_model(
             image_mean=extras.get("image_mean", preprocess.image_mean),
             image_std=extras.get("image_std", preprocess.image_std),
         )
-    model = build_model(config, sd, preprocess, origin=str(files.weights))
     encoder_dtype = resolve_dtype(dtype, target)
-    model.to(device=target, dtype=torch.float32)
-    if encoder_dtype != torch.float32:
-        model.vision_encoder.to(dtype=encoder_dtype)
+    _convert_in_place(sd, encoder_dtype)
+    model = build_model(config, sd, preprocess, origin=str(files.weights))
+    del sd
+    model.to(device=target)
     model.source = os.fspath(source)
     if cache_bytes is not None:
         model.set_cache_bytes(cache_bytes)
@@ -498,6 +499,18 @@ def load_model(
         str(encoder_dtype).replace("torch.", ""),
     )
     return model
+
+
+def _convert_in_place(sd: dict[str, torch.Tensor], encoder_dtype: torch.dtype) -> None:
+    """Image-encoder tensors to ``encoder_dtype``, everything else to fp32, one tensor at a time
+    so that the checkpoint's copy of each is freed as soon as it is converted (no full fp32
+    copy of the weights lingers beside the converted ones)."""
+    for key, tensor in sd.items():
+        if not tensor.is_floating_point():
+            continue
+        target = encoder_dtype if key.startswith("vision_encoder.") else torch.float32
+        if tensor.dtype != target:
+            sd[key] = tensor.to(target)
 
 
 def _read_json(path: Path) -> dict:

@@ -16,6 +16,9 @@ PHOTO_NAMES = ("dog.jpg", "dogs.jpg", "groceries.jpg", "truck.jpg")
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Parity with transformers is defined at fp32; precision=auto would pick bf16 on CPUs with
+# native bf16. tests/sam/test_fast_path.py tests the fast paths explicitly.
+os.environ.setdefault("SAM_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")

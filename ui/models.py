@@ -49,9 +49,11 @@ class ModelManager:
         max_loaded: int = 2,
         loader: Callable[..., Any] = load_model,
         embeddings_dir: Path | None = None,
+        precision: str = "auto",
     ) -> None:
         self.default_source = default_source
         self.device = device
+        self.precision = precision  # image-encoder precision: auto, fp32, bf16 or fp16
         self.cache_bytes = cache_bytes
         self.max_loaded = max(1, max_loaded)
         self._loader = loader
@@ -125,6 +127,8 @@ class ModelManager:
             start = time.perf_counter()
             try:
                 kwargs: dict[str, Any] = {"device": self.device}
+                if self.precision != "auto":
+                    kwargs["dtype"] = self.precision
                 if self.cache_bytes is not None:
                     kwargs["cache_bytes"] = self.cache_bytes
                 model = self._loader(key, **kwargs)
