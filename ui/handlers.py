@@ -48,6 +48,7 @@ class Handlers(ProposalHandlers):
     ) -> None:
         self.manager = manager
         self.text_detectors = text_detectors or TextDetectors(device=manager.device)
+        self.proposal_jobs: set[int] = set()  # sessions running Segment everything / Find
         self.media_dir = media_dir
         self.export_dir = export_dir
         self.examples = list(examples or [])

@@ -60,6 +60,7 @@ def _unavailable(error: TextPromptError, source: str) -> str:
 class ProposalHandlers:
     manager: ModelManager
     text_detectors: proposals.TextDetectors
+    proposal_jobs: set[int]
 
     if TYPE_CHECKING:
 
@@ -185,10 +186,15 @@ class ProposalHandlers:
             session.notify(str(exc), error=True)
             yield self.view(session)
             return
+        if id(session) in self.proposal_jobs:
+            session.notify("Still working on the previous request; wait for it to finish.", True)
+            yield {"message": render.message_html(session)}
+            return
         image, job = doc.image, f"job{next(_jobs)}"
         progress = _Progress(busy)
         outcome: dict[str, Any] = {}
         finished = threading.Event()
+        self.proposal_jobs.add(id(session))
 
         def run() -> None:
             try:
@@ -196,6 +202,7 @@ class ProposalHandlers:
             except BaseException as exc:  # reported by the handler, in the page
                 outcome["error"] = exc
             finally:
+                self.proposal_jobs.discard(id(session))
                 finished.set()
 
         threading.Thread(target=run, name="proposals", daemon=True).start()

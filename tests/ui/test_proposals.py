@@ -128,6 +128,17 @@ def test_progress_line():
     assert progress.line() == "Segmenting everything… 18 % (3/16)"
 
 
+def test_one_run_at_a_time_per_tab(handlers: Handlers, session: Session):
+    first = handlers.on_everything(session, *SETTINGS.values(), OFFSET)
+    next(first)  # started: the worker is running
+    second = list(handlers.on_everything(session, *SETTINGS.values(), OFFSET))
+    assert session.message_is_error and "Still working" in second[-1]["message"]
+    list(first)
+    assert session.doc.proposals is not None
+    assert not handlers.proposal_jobs
+    everything(handlers, session)  # and it can run again
+
+
 def test_segment_everything_before_an_image(handlers: Handlers):
     session = Session()
     updates = list(handlers.on_everything(session, *SETTINGS.values()))
@@ -388,3 +399,33 @@ def test_a_detector_that_cannot_be_loaded(manager: ModelManager, session: Sessio
 )
 def test_clean_phrase(phrase: str, expected: str):
     assert proposals.clean_phrase(phrase, "cat. dog.") == expected
+
+
+def test_proposal_overlay_equals_painting_each_in_turn():
+    """The fast index-map drawing gives exactly the painter's algorithm: largest first, each
+    proposal's fill covering what lies below, its contour on top."""
+    from ui import render
+
+    h, w = 90, 120
+    yy, xx = np.mgrid[:h, :w]
+    rng = np.random.default_rng(1)
+    masks = [
+        (xx - rng.uniform(0, w)) ** 2 + (yy - rng.uniform(0, h)) ** 2 < rng.uniform(5, 50) ** 2
+        for _ in range(12)
+    ]
+    colors = proposals.distinct_colors(len(masks))
+    items = tuple(
+        Proposal(Mask.from_array(m), 0.9, 0.9, c, accepted=i % 3 == 0)
+        for i, (m, c) in enumerate(zip(masks, colors, strict=True))
+    )
+    grid = render.sample_grid(h, w, h, w)
+    fast = np.zeros((h, w, 4), np.uint8)
+    render._paint_proposals(fast, Proposals(items, "everything"), grid, 128)
+    slow = np.zeros((h, w, 4), np.uint8)
+    for p in sorted(items, key=lambda p: -p.mask.area):
+        rgb = render.hex_to_rgb(p.color)
+        if p.accepted:
+            render._paint(slow, p.mask, grid, rgb, 150, render.CURRENT_OUTLINE, 3)
+        else:
+            render._paint(slow, p.mask, grid, rgb, 70, rgb, 2)
+    np.testing.assert_array_equal(fast, slow)
