@@ -6,6 +6,8 @@ Names mirror the HF checkpoint keys under ``mask_decoder.``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,14 +36,64 @@ class Attention(nn.Module):
         batch, tokens, _ = x.shape
         return x.reshape(batch, tokens, self.num_attention_heads, -1).transpose(1, 2)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """``(B, Nq, C)``, ``(B, Nk, C)``, ``(B, Nk, C)`` -> ``(B, Nq, C)``."""
+    def project_key_value(
+        self, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, Nk, C)`` keys and values -> per-head ``(B, heads, Nk, C/heads/rate)`` each."""
+        return self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None,
+        value: torch.Tensor | None,
+        key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``(B, Nq, C)``, ``(B, Nk, C)``, ``(B, Nk, C)`` -> ``(B, Nq, C)``.
+
+        ``key_value``: the output of :meth:`project_key_value` computed earlier (batch 1 is
+        broadcast to B), used instead of ``key`` and ``value``.
+        """
         q = self._heads(self.q_proj(query))
-        k = self._heads(self.k_proj(key))
-        v = self._heads(self.v_proj(value))
+        if key_value is None:
+            assert key is not None and value is not None
+            k, v = self.project_key_value(key, value)
+        else:
+            k, v = (t.expand(q.shape[0], -1, -1, -1) for t in key_value)
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
         return self.out_proj(out)
+
+    def attend_to_few(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` for many queries and few keys (image tokens attending to prompt
+        tokens), with the query and output projections folded into the keys and values.
+
+        ``scores_h = (x Wq_h + bq_h) k_hᵀ = x (Wq_h k_hᵀ) + bq_h k_hᵀ`` and
+        ``out = Σ_h P_h (v_h Wo_h) + bo``: two matmuls of width heads × Nk on the large side,
+        instead of the query projection, attention and output projection over all queries.
+        """
+        heads = self.num_attention_heads
+        k, v = self.project_key_value(key, value)  # (B, heads, Nk, d)
+        batch = max(query.shape[0], k.shape[0])
+        query = query.expand(batch, -1, -1)  # the image tokens of layer 0 may be shared
+        k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
+        _, n_query, channels = query.shape
+        n_key, dim = k.shape[2], k.shape[3]
+        scale = dim**-0.5
+        w_q = self.q_proj.weight.view(heads, dim, channels)
+        scores_w = torch.einsum("hdc,bhjd->bchj", w_q, k * scale).reshape(batch, channels, -1)
+        b_q = self.q_proj.bias.view(heads, dim)
+        scores_b = torch.einsum("hd,bhjd->bhj", b_q, k * scale).reshape(batch, 1, -1)
+        scores = torch.baddbmm(scores_b, query, scores_w)  # (B, Nq, heads * Nk)
+        probs = scores.view(batch, n_query, heads, n_key).softmax(dim=-1)
+        w_o = self.out_proj.weight.view(-1, heads, dim)  # (C, heads, d)
+        values = torch.einsum("bhjd,chd->bhjc", v, w_o).reshape(batch, heads * n_key, -1)
+        out = torch.baddbmm(
+            self.out_proj.bias.expand(batch, 1, -1), probs.view(batch, n_query, -1), values
+        )
+        return out
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -64,8 +116,13 @@ class TwoWayAttentionBlock(nn.Module):
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
+        image_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries ``(B, T, C)`` tokens, keys ``(B, HW, C)`` image; PEs broadcast to them."""
+        """queries ``(B, T, C)`` tokens, keys ``(B, HW, C)`` image; PEs broadcast to them.
+
+        ``image_key_value``: ``cross_attn_token_to_image.project_key_value(keys + key_pe,
+        keys)`` when already known (it depends on the image only, not on the prompt).
+        """
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -75,11 +132,13 @@ class TwoWayAttentionBlock(nn.Module):
 
         keys_with_pe = keys + key_pe
         q = queries + query_pe
-        queries = self.layer_norm2(queries + self.cross_attn_token_to_image(q, keys_with_pe, keys))
+        attn = self.cross_attn_token_to_image(q, keys_with_pe, keys, key_value=image_key_value)
+        queries = self.layer_norm2(queries + attn)
         queries = self.layer_norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.layer_norm4(keys + self.cross_attn_image_to_token(keys_with_pe, q, queries))
+        attn = self.cross_attn_image_to_token.attend_to_few(keys_with_pe, q, queries)
+        keys = self.layer_norm4(keys + attn)
         return queries, keys
 
 
@@ -95,20 +154,39 @@ class TwoWayTransformer(nn.Module):
         self.layer_norm_final_attn = nn.LayerNorm(config.hidden_size)
 
     def forward(
-        self, tokens: torch.Tensor, image: torch.Tensor, image_pe: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        keys: torch.Tensor,
+        key_pe: torch.Tensor,
+        first_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens ``(B, T, C)``; image ``(B, C, h, w)``; image_pe ``(1, C, h, w)``.
+        """tokens ``(B, T, C)``; keys ``(1 or B, h*w, C)`` the image (embedding + dense prompt
+        embedding) as contiguous tokens; key_pe ``(1, h*w, C)``.
 
         Returns updated tokens ``(B, T, C)`` and image keys ``(B, h*w, C)``.
         """
-        keys = image.flatten(2).transpose(1, 2)
-        key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = tokens
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, tokens, key_pe)
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(
+                queries, keys, tokens, key_pe, first_key_value if i == 0 else None
+            )
         q = queries + tokens
         attn = self.final_attn_token_to_image(q, keys + key_pe, keys)
         return self.layer_norm_final_attn(queries + attn), keys
+
+
+@dataclass(frozen=True)
+class DecoderImage:
+    """The prompt-independent part of decoding one image, computed once per image.
+
+    ``keys``: ``(1 or B, h*w, C)`` image embedding plus dense prompt embedding, channels-last
+    and contiguous; ``first_key_value``: the first layer's token-to-image key/value
+    projections of them (None where not precomputed); ``size``: ``(h, w)``.
+    """
+
+    keys: torch.Tensor
+    first_key_value: tuple[torch.Tensor, torch.Tensor] | None
+    size: tuple[int, int]
 
 
 class MaskDecoder(nn.Module):
@@ -130,20 +208,37 @@ class MaskDecoder(nn.Module):
             dim, config.iou_head_hidden_dim, self.num_mask_tokens, config.iou_head_depth
         )
 
-    def forward(
+    def prepare(
         self,
         image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse: torch.Tensor,
         dense: torch.Tensor,
+        key_pe: torch.Tensor,
+        precompute_first_layer: bool = True,
+    ) -> DecoderImage:
+        """The prompt-independent work for ``image_embeddings`` ``(1 or B, C, h, w)`` plus the
+        dense prompt embedding ``dense`` (broadcastable to it); ``key_pe`` ``(1, h*w, C)``."""
+        height, width = image_embeddings.shape[-2:]
+        image = image_embeddings + dense
+        keys = image.flatten(2).transpose(1, 2).contiguous()
+        first = None
+        if precompute_first_layer:
+            attn = self.transformer.layers[0].cross_attn_token_to_image
+            first = attn.project_key_value(keys + key_pe, keys)
+        return DecoderImage(keys, first, (int(height), int(width)))
+
+    def forward(
+        self,
+        image: DecoderImage,
+        key_pe: torch.Tensor,
+        sparse: torch.Tensor,
         multimask_output: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode a batch of B prompts on one image.
 
         Args:
-            image_embeddings: ``(1, C, h, w)`` or ``(B, C, h, w)``.
-            image_pe: ``(1, C, h, w)`` dense positional encoding.
-            sparse: ``(B, T, C)`` point/box tokens; dense: ``(B, C, h, w)`` mask embedding.
+            image: from :meth:`prepare`.
+            key_pe: ``(1, h*w, C)`` dense positional encoding as tokens.
+            sparse: ``(B, T, C)`` point/box tokens.
 
         Returns:
             masks ``(B, K, 4h, 4w)`` low-res logits and iou ``(B, K)``, K = 3 or 1.
@@ -151,21 +246,47 @@ class MaskDecoder(nn.Module):
         batch = sparse.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse.to(output_tokens)], dim=1)
-        image = image_embeddings + dense
-        queries, keys = self.transformer(tokens, image, image_pe)
+        queries, keys = self.transformer(tokens, image.keys, key_pe, image.first_key_value)
 
-        _, channels, height, width = image.shape
-        upscaled = keys.transpose(1, 2).reshape(batch, channels, height, width)
-        upscaled = self.activation(self.upscale_layer_norm(self.upscale_conv1(upscaled)))
-        upscaled = self.activation(self.upscale_conv2(upscaled))
-
-        mask_tokens = queries[:, 1 : 1 + self.num_mask_tokens]
+        selected = range(1, self.num_mask_tokens) if multimask_output else range(1)
         hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+            [self.output_hypernetworks_mlps[i](queries[:, 1 + i]) for i in selected], dim=1
         )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        masks = self._masks(keys, hyper_in, image.size)
         iou = self.iou_prediction_head(queries[:, 0])
+        return masks, iou[:, selected.start : selected.stop]
 
-        selected = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, selected], iou[:, selected]
+    def _masks(
+        self, keys: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Upscale the image keys 4x and take their product with each mask token's
+        hypernetwork output: ``(B, h*w, C)``, ``(B, K, C/8)`` -> ``(B, K, 4h, 4w)``.
+
+        Each 2x2 stride-2 transposed convolution is a matmul whose output holds every input
+        pixel's 2x2 block side by side. LayerNorm and GELU act per pixel and the final
+        product per pixel too, so the blocks stay in that order until the end, where only
+        the K-channel masks are rearranged (pixel shuffle) instead of the 64- and
+        32-channel feature maps.
+        """
+        batch = keys.shape[0]
+        height, width = size
+        conv1, conv2, norm = self.upscale_conv1, self.upscale_conv2, self.upscale_layer_norm
+        x = _transposed_conv_2x2(keys.reshape(-1, keys.shape[-1]), conv1)  # rows (b,i,j,di,dj)
+        x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        x = self.activation(x)
+        x = self.activation(_transposed_conv_2x2(x, conv2))  # rows (b, i, j, di, dj, ei, ej)
+        channels = x.shape[-1]
+        masks = hyper_in @ x.view(batch, -1, channels).transpose(1, 2)  # (B, K, h*w*16)
+        k = hyper_in.shape[1]
+        masks = masks.view(batch, k, height, width, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return masks.reshape(batch, k, 4 * height, 4 * width)
+
+
+def _transposed_conv_2x2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A 2x2 stride-2 ``ConvTranspose2d`` on pixels as rows: ``(N, Cin)`` -> ``(4N, Cout)``,
+    each input pixel's outputs for (di, dj) = (0, 0), (0, 1), (1, 0), (1, 1) in turn:
+    ``out[2i+di, 2j+dj] = x[i, j] @ W[:, :, di, dj] + b``."""
+    cin, cout = conv.weight.shape[:2]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(cin, 4 * cout)
+    bias = conv.bias.repeat(4) if conv.bias is not None else x.new_zeros(4 * cout)
+    return torch.addmm(bias, x, weight).view(-1, cout)

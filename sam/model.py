@@ -10,7 +10,7 @@ from torch import nn
 from .cache import EmbeddingCache
 from .config import PreprocessConfig, SamConfig
 from .image_encoder import VisionEncoder
-from .mask_decoder import MaskDecoder
+from .mask_decoder import DecoderImage, MaskDecoder
 from .prompt_encoder import PositionalEmbedding, PromptEncoder
 
 DEFAULT_CACHE_BYTES = 256 * 2**20  # 64 ViT-B embeddings of 4 MiB
@@ -37,6 +37,10 @@ class Sam(nn.Module):
         # activations in memory at a time when several users upload at once.
         self.embedding_cache: EmbeddingCache = EmbeddingCache(DEFAULT_CACHE_BYTES)
         self.encoder_lock = threading.Lock()
+        # Prompt-independent decoder inputs, computed once: the dense positional encoding
+        # (per weights) and the last image's DecoderImage (per embedding tensor).
+        self._pe_memo: tuple[tuple, torch.Tensor] | None = None
+        self._image_memo: tuple[torch.Tensor, DecoderImage] | None = None
 
     def set_cache_bytes(self, max_bytes: int) -> None:
         """Replace the embedding cache with an empty one holding at most ``max_bytes``."""
@@ -60,6 +64,31 @@ class Sam(nn.Module):
         return self.shared_image_embedding.dense(
             self.config.prompt_encoder_config.image_embedding_size
         )
+
+    def _key_pe(self) -> torch.Tensor:
+        """:meth:`image_positional_embedding` as contiguous tokens ``(1, h*w, C)``, computed
+        once per weights (recomputed if the Fourier matrix is moved or changed)."""
+        param = self.shared_image_embedding.positional_embedding
+        key = (param.device, param.dtype, param.data_ptr(), _version(param))
+        memo = self._pe_memo
+        if memo is None or memo[0] != key:
+            with torch.inference_mode():
+                pe = self.image_positional_embedding().flatten(2).transpose(1, 2).contiguous()
+            memo = (key, pe)
+            self._pe_memo = memo
+        return memo[1]
+
+    def _decoder_image(self, image_embeddings: torch.Tensor, key_pe: torch.Tensor) -> DecoderImage:
+        """The decoder's per-image work without a mask prompt, reused while the same embedding
+        tensor comes back (every click on the image a predictor holds)."""
+        memo = self._image_memo
+        if memo is not None and memo[0] is image_embeddings:
+            return memo[1]
+        param = self.mask_decoder.iou_token.weight
+        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        image = self.mask_decoder.prepare(image_embeddings.to(param), no_mask, key_pe)
+        self._image_memo = (image_embeddings, image)
+        return image
 
     def decode(
         self,
@@ -90,11 +119,21 @@ class Sam(nn.Module):
             None if mask_input is None else mask_input.to(param),
             batch,
         )
-        masks, iou = self.mask_decoder(
-            image_embeddings.to(param),
-            self.image_positional_embedding(),
-            sparse,
-            dense,
-            multimask_output,
-        )
+        key_pe = self._key_pe()
+        if mask_input is None:
+            image = self._decoder_image(image_embeddings, key_pe)
+        else:
+            # The mask prompt makes the image keys prompt-dependent: nothing to reuse.
+            image = self.mask_decoder.prepare(
+                image_embeddings.to(param), dense, key_pe, precompute_first_layer=False
+            )
+        masks, iou = self.mask_decoder(image, key_pe, sparse, multimask_output)
         return masks.float(), iou.float()
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The tensor's in-place version counter (inference tensors have none: -1)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1

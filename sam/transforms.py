@@ -90,7 +90,21 @@ def upscale_logits(
     Bilinear to the padded square, crop the padding, bilinear to the original size (the same
     steps and interpolation settings as SAM's reference post-processing).
     """
-    x = F.interpolate(low_res, (pad_size, pad_size), mode="bilinear", align_corners=False)
+    low = low_res.shape[-1]
+    factor = pad_size // low
+    if low_res.shape[-2] == low and factor * low == pad_size:
+        # Only the rows/columns that survive the crop: at the same integer scale factor the
+        # sampling positions are unchanged, so this equals upscaling all and cropping after.
+        rows = min(low, -(-input_size[0] // factor) + 1)
+        cols = min(low, -(-input_size[1] // factor) + 1)
+        x = F.interpolate(
+            low_res[..., :rows, :cols],
+            (rows * factor, cols * factor),
+            mode="bilinear",
+            align_corners=False,
+        )
+    else:
+        x = F.interpolate(low_res, (pad_size, pad_size), mode="bilinear", align_corners=False)
     x = x[..., : input_size[0], : input_size[1]]
     return F.interpolate(x, original_size, mode="bilinear", align_corners=False)
 

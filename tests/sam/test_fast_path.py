@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from checkpoints import VIT_B_DIMS, random_hf_sam, save_hf_checkpoint
 
 import sam.device as device_mod
@@ -308,3 +309,38 @@ def test_app_precision_flag_reaches_load_model(tiny_checkpoint):
         assert manager.load().ok
         assert manager.predictor().model.dtype == expected  # conftest pins auto to fp32
     assert "dtype" not in calls[0] and calls[1]["dtype"] == "fp16"
+
+
+@pytest.mark.parametrize(
+    "size", [(1200, 1800), (1800, 1200), (534, 800), (1, 5000), (1024, 1024), (37, 41)]
+)
+def test_cropped_upscale_equals_upscale_then_crop(size):
+    from sam.transforms import resized_shape, upscale_logits
+
+    low = torch.randn(2, 3, 256, 256)
+    input_size = resized_shape(*size)
+    expected = F.interpolate(low, (1024, 1024), mode="bilinear", align_corners=False)
+    expected = expected[..., : input_size[0], : input_size[1]]
+    expected = F.interpolate(expected, size, mode="bilinear", align_corners=False)
+    got = upscale_logits(low, input_size, size)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_decoder_pieces_equal_their_plain_forms(tiny_checkpoint):
+    """The folded image-to-token attention and the matmul transposed convolutions."""
+    from sam.mask_decoder import _transposed_conv_2x2
+
+    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
+    layer = model.mask_decoder.transformer.layers[0]
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 64, 64, generator=gen)
+    tokens = torch.randn(2, 7, 64, generator=gen)
+    attn = layer.cross_attn_image_to_token
+    torch.testing.assert_close(
+        attn.attend_to_few(image, tokens, tokens), attn(image, tokens, tokens), atol=1e-5, rtol=0
+    )
+    conv = model.mask_decoder.upscale_conv1
+    x = torch.randn(2, 64, 5, 6, generator=gen)
+    rows = _transposed_conv_2x2(x.permute(0, 2, 3, 1).reshape(-1, 64), conv)
+    got = rows.view(2, 5, 6, 2, 2, -1).permute(0, 5, 1, 3, 2, 4).reshape(2, -1, 10, 12)
+    torch.testing.assert_close(got, conv(x), atol=1e-5, rtol=0)
