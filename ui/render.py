@@ -391,11 +391,15 @@ def candidates_html(session: Session) -> str:
     doc = session.doc
     cands: Candidates | None = doc.candidates
     if cands is None:
-        hint = (
-            "Click the object: one click gives three candidate masks to choose from."
-            if doc.image is not None
-            else "Candidates appear here after the first click."
-        )
+        if doc.proposals is not None:
+            hint = (
+                "Reviewing proposals: clicks accept or reject them (panel on the right). "
+                "Add accepted (Enter) or Discard (Esc) to click objects again."
+            )
+        elif doc.image is not None:
+            hint = "Click the object: one click gives three candidate masks to choose from."
+        else:
+            hint = "Candidates appear here after the first click."
         return f'<div class="sam-cands sam-cands-empty">{hint}</div>'
     cards = []
     total = doc.image.size[0] * doc.image.size[1] if doc.image else 1

@@ -45,9 +45,16 @@ def expected(tiny_checkpoint: Path) -> list[np.ndarray]:
 
 
 def set_number(page, elem_id: str, value: float) -> None:
+    """Type into a slider's number box; wait until the slider itself holds the value."""
     box = page.locator(f"#{elem_id} input[type=number]")
+    box.wait_for(state="visible", timeout=TIMEOUT)
     box.fill(str(value))
-    box.press("Enter")
+    box.press("Tab")
+    page.wait_for_function(
+        "([id, v]) => Number(document.querySelector(`#${id} input[type=range]`).value) === v",
+        arg=[elem_id, value],
+        timeout=TIMEOUT,
+    )
 
 
 def accepted(page) -> list[int]:
@@ -73,6 +80,8 @@ def test_segment_everything_accept_and_add(page, app_server, expected, screensho
     for elem_id, value in SETTINGS.items():
         set_number(page, elem_id, value)
     page.locator("#sam-min-area input").fill("0")
+    page.locator("#sam-min-area input").press("Tab")
+    page.click("#sam-auto-settings .label-wrap")  # fold the settings away again
     page.click("#sam-everything")
     page.wait_for_selector("#sam-stage .sam-stage[data-proposals]", timeout=SLOW)
     page.wait_for_selector("#sam-proposal-panel", state="visible", timeout=TIMEOUT)
@@ -94,6 +103,7 @@ def test_segment_everything_accept_and_add(page, app_server, expected, screensho
     other = next(i for i in range(len(expected)) if i != target)
     page.locator(f"#sam-proposals .sam-prop[data-index='{other}']").click()
     wait_accepted(page, [target, other])
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(screenshots / "proposals-review.png"))
 
     page.click("#sam-add-accepted")

@@ -94,6 +94,7 @@ def test_segment_everything_equals_the_generator_without_reencoding(
     final = updates[-1]
     assert "sam-busy" not in final["stage"] and 'data-proposals="1"' in final["stage"]
     assert "Reviewing proposals" in final["stage"]
+    assert "Reviewing proposals" in final["cands"]
     assert final["proposal_panel"]["visible"] is True
     assert final["prop_label"]["value"] == session.active_label
 
