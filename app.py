@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from sam.errors import StoreError
+from sam.text_prompt import DEFAULT_DETECTOR
 from ui.layout import build_demo, launch_options
 from ui.models import DEFAULT_MODEL, ModelManager
 from ui.project import Project
@@ -90,6 +91,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "'name,#rrggbb'.",
     )
     parser.add_argument(
+        "--text-model",
+        default=DEFAULT_DETECTOR,
+        metavar="SOURCE",
+        help="Grounding DINO checkpoint behind 'Find objects' (needs the [text] extra): a hub "
+        "repo id or a local folder, e.g. for offline use.",
+    )
+    parser.add_argument(
         "--auth",
         metavar="USER:PASSWORD",
         default=os.environ.get("SAM_ANNOTATOR_AUTH"),
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     # Load while the server starts: a first download takes minutes, and a failure is not fatal
     # (the page explains it and offers other models).
     manager.load_in_background()
-    demo = build_demo(manager, project=project)
+    demo = build_demo(manager, project=project, text_detector=args.text_model)
     demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
     if args.host not in ("127.0.0.1", "localhost") and args.auth is None:
         logger.warning(

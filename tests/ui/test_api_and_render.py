@@ -137,6 +137,31 @@ def test_app_passes_cache_size(monkeypatch):
         app.parse_args(["--max-cache-mb", "0"])
 
 
+def test_app_passes_the_text_model_to_the_page(monkeypatch, tiny_checkpoint):
+    """``--text-model`` reaches the Find objects detector (offline users point it at a folder)."""
+    import app
+
+    seen: dict = {}
+
+    class Launched:
+        def queue(self, **kwargs):
+            return self
+
+        def launch(self, **kwargs):
+            seen["launch"] = kwargs
+
+    def fake_build_demo(manager, **kwargs):
+        seen.update(kwargs)
+        return Launched()
+
+    monkeypatch.setattr(app, "build_demo", fake_build_demo)
+    argv = ["--model", str(tiny_checkpoint), "--text-model", "/models/dino", "--port", "1234"]
+    assert app.main(argv) == 0
+    assert seen["text_detector"] == "/models/dino"
+    assert seen["launch"]["server_port"] == 1234
+    assert app.parse_args([]).text_model == "IDEA-Research/grounding-dino-tiny"
+
+
 def test_manager_passes_device_and_cache_size():
     from sam.errors import CheckpointError
     from ui.models import ModelManager
