@@ -504,13 +504,24 @@ def load_model(
 def _convert_in_place(sd: dict[str, torch.Tensor], encoder_dtype: torch.dtype) -> None:
     """Image-encoder tensors to ``encoder_dtype``, everything else to fp32, one tensor at a time
     so that the checkpoint's copy of each is freed as soon as it is converted (no full fp32
-    copy of the weights lingers beside the converted ones)."""
+    copy of the weights lingers beside the converted ones).
+
+    safetensors files are memory-mapped and their tensors are views of the mapping: once any
+    tensor is converted, the others are copied too, so that no tensor keeps the whole file's
+    mapping (and its pages, counted in the process's memory) alive.
+    """
+    converted = False
     for key, tensor in sd.items():
         if not tensor.is_floating_point():
             continue
         target = encoder_dtype if key.startswith("vision_encoder.") else torch.float32
         if tensor.dtype != target:
             sd[key] = tensor.to(target)
+            converted = True
+    if converted:
+        for key, tensor in sd.items():
+            if not (key.startswith("vision_encoder.") and tensor.dtype == encoder_dtype):
+                sd[key] = tensor.clone()
 
 
 def _read_json(path: Path) -> dict:

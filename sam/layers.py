@@ -27,7 +27,12 @@ class MLPBlock(nn.Module):
         self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(self.act(self.lin1(x)))
+        hidden = self.lin1(x)
+        if isinstance(self.act, nn.GELU) and not torch.is_grad_enabled():
+            # In place: the ViT-B encoder's hidden layer is 48 MiB at fp32; one copy less at
+            # the memory peak. (Autograd needs GELU's input, so only without gradients.)
+            return self.lin2(torch.ops.aten.gelu_(hidden, approximate=self.act.approximate))
+        return self.lin2(self.act(hidden))
 
 
 class LayerNorm2d(nn.LayerNorm):

@@ -64,6 +64,33 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
         return self.out_proj(out)
 
+    def attend_from_few(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` for few queries and many keys (prompt tokens attending to image
+        tokens), with the key and value projections folded into the queries.
+
+        ``scores_h = q_h (x Wk_h + bk_h)ᵀ = (q_h Wk_hᵀ) xᵀ + q_h bk_h`` and, as each row of
+        ``P_h`` sums to 1, ``P_h (x Wv_h + bv_h) = (P_h x) Wv_h + bv_h``: the image tokens
+        enter two matmuls of width heads × Nq instead of two projections to the full width.
+        """
+        heads = self.num_attention_heads
+        q = self._heads(self.q_proj(query))  # (B, heads, Nq, d)
+        batch = max(q.shape[0], key.shape[0])
+        q = q.expand(batch, -1, -1, -1)
+        key, value = key.expand(batch, -1, -1), value.expand(batch, -1, -1)
+        n_query, dim = q.shape[2], q.shape[3]
+        channels = key.shape[-1]
+        q = q * dim**-0.5
+        w_k = self.k_proj.weight.view(heads, dim, channels)
+        folded = torch.einsum("bhqd,hdc->bhqc", q, w_k).reshape(batch, heads * n_query, channels)
+        bias = torch.einsum("bhqd,hd->bhq", q, self.k_proj.bias.view(heads, dim))
+        scores = torch.baddbmm(bias.reshape(batch, -1, 1), folded, key.transpose(1, 2))
+        mixed = (scores.softmax(dim=-1) @ value).view(batch, heads, n_query, channels)
+        w_v = self.v_proj.weight.view(heads, dim, channels)
+        out = torch.einsum("bhqc,hdc->bhqd", mixed, w_v) + self.v_proj.bias.view(heads, 1, dim)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, n_query, heads * dim))
+
     def attend_to_few(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     ) -> torch.Tensor:
@@ -91,7 +118,9 @@ class Attention(nn.Module):
         w_o = self.out_proj.weight.view(-1, heads, dim)  # (C, heads, d)
         values = torch.einsum("bhjd,chd->bhjc", v, w_o).reshape(batch, heads * n_key, -1)
         out = torch.baddbmm(
-            self.out_proj.bias.expand(batch, 1, -1), probs.view(batch, n_query, -1), values
+            self.out_proj.bias.expand(batch, 1, -1),
+            probs.view(batch, n_query, -1),
+            values,
         )
         return out
 
@@ -99,7 +128,11 @@ class Attention(nn.Module):
 class TwoWayAttentionBlock(nn.Module):
     def __init__(self, config: MaskDecoderConfig, skip_first_layer_pe: bool) -> None:
         super().__init__()
-        dim, eps, rate = config.hidden_size, config.layer_norm_eps, config.attention_downsample_rate
+        dim, eps, rate = (
+            config.hidden_size,
+            config.layer_norm_eps,
+            config.attention_downsample_rate,
+        )
         self.self_attn = Attention(config, downsample_rate=1)
         self.layer_norm1 = nn.LayerNorm(dim, eps=eps)
         self.cross_attn_token_to_image = Attention(config, downsample_rate=rate)
@@ -132,7 +165,10 @@ class TwoWayAttentionBlock(nn.Module):
 
         keys_with_pe = keys + key_pe
         q = queries + query_pe
-        attn = self.cross_attn_token_to_image(q, keys_with_pe, keys, key_value=image_key_value)
+        if image_key_value is None:
+            attn = self.cross_attn_token_to_image.attend_from_few(q, keys_with_pe, keys)
+        else:
+            attn = self.cross_attn_token_to_image(q, None, None, key_value=image_key_value)
         queries = self.layer_norm2(queries + attn)
         queries = self.layer_norm3(queries + self.mlp(queries))
 
@@ -171,7 +207,7 @@ class TwoWayTransformer(nn.Module):
                 queries, keys, tokens, key_pe, first_key_value if i == 0 else None
             )
         q = queries + tokens
-        attn = self.final_attn_token_to_image(q, keys + key_pe, keys)
+        attn = self.final_attn_token_to_image.attend_from_few(q, keys + key_pe, keys)
         return self.layer_norm_final_attn(queries + attn), keys
 
 
@@ -250,7 +286,8 @@ class MaskDecoder(nn.Module):
 
         selected = range(1, self.num_mask_tokens) if multimask_output else range(1)
         hyper_in = torch.stack(
-            [self.output_hypernetworks_mlps[i](queries[:, 1 + i]) for i in selected], dim=1
+            [self.output_hypernetworks_mlps[i](queries[:, 1 + i]) for i in selected],
+            dim=1,
         )
         masks = self._masks(keys, hyper_in, image.size)
         iou = self.iou_prediction_head(queries[:, 0])
@@ -270,7 +307,11 @@ class MaskDecoder(nn.Module):
         """
         batch = keys.shape[0]
         height, width = size
-        conv1, conv2, norm = self.upscale_conv1, self.upscale_conv2, self.upscale_layer_norm
+        conv1, conv2, norm = (
+            self.upscale_conv1,
+            self.upscale_conv2,
+            self.upscale_layer_norm,
+        )
         x = _transposed_conv_2x2(keys.reshape(-1, keys.shape[-1]), conv1)  # rows (b,i,j,di,dj)
         x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         x = self.activation(x)

@@ -344,3 +344,18 @@ def test_decoder_pieces_equal_their_plain_forms(tiny_checkpoint):
     rows = _transposed_conv_2x2(x.permute(0, 2, 3, 1).reshape(-1, 64), conv)
     got = rows.view(2, 5, 6, 2, 2, -1).permute(0, 5, 1, 3, 2, 4).reshape(2, -1, 10, 12)
     torch.testing.assert_close(got, conv(x), atol=1e-5, rtol=0)
+
+
+def test_folded_token_to_image_attention_equals_plain(tiny_checkpoint):
+    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
+    attn = model.mask_decoder.transformer.final_attn_token_to_image
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randn(3, 7, 64, generator=gen)
+    image = torch.randn(1, 50, 64, generator=gen)  # batch 1 image shared by 3 prompts
+    values = torch.randn(1, 50, 64, generator=gen)
+    torch.testing.assert_close(
+        attn.attend_from_few(tokens, image, values),
+        attn(tokens, image.expand(3, -1, -1), values.expand(3, -1, -1)),
+        atol=1e-5,
+        rtol=0,
+    )
