@@ -55,7 +55,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
-        help="encoder precision (default: auto)",
+        help="image-encoder precision; auto: bf16 on CPUs with native bf16 (avx512_bf16/AMX) "
+        "and on GPUs, else fp32 (default: auto)",
     )
     parser.add_argument("--image", required=True, type=Path, help="image file to segment")
 
