@@ -6,6 +6,8 @@ Module and parameter names mirror the Hugging Face checkpoint keys under ``visio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,32 +84,50 @@ def attention_with_rel_pos(
     the whole ``(heads, H*W, H*W)`` product; softmax is per query row, so chunking does not
     change the result.
     """
-    batch, heads, tokens, head_dim = query.shape
+    batch, heads, _, head_dim = query.shape
     q_grid = query.reshape(batch, heads, height, width, head_dim)
     # (B, heads, H, W, H) and (B, heads, H, W, W): small, computed for all rows at once.
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", q_grid, table_h)
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", q_grid, table_w)
     if query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16):
         return _attention_cpu_low_precision(query, key, value, rel_h, rel_w)
-    row_bytes = batch * heads * width * tokens * query.element_size()
-    rows_per_chunk = max(1, min(height, _BIAS_CHUNK_BYTES // max(row_bytes, 1)))
     out = torch.empty_like(query)
-    for start in range(0, height, rows_per_chunk):
-        stop = min(height, start + rows_per_chunk)
-        rows = stop - start
-        # Written straight into a (rows*W, H*W)-shaped buffer: a broadcast add whose result
-        # had to be reshaped afterwards would cost a second full copy of the bias.
-        bias = query.new_empty(batch, heads, rows * width, tokens)
-        torch.add(
-            rel_h[:, :, start:stop, :, :, None],
-            rel_w[:, :, start:stop, :, None, :],
-            out=bias.view(batch, heads, rows, width, height, width),
-        )
+    for start, stop in _row_chunks(query, height, width, _BIAS_CHUNK_BYTES):
+        bias = _chunk_bias(rel_h, rel_w, start, stop)
         q_chunk = query[:, :, start * width : stop * width]
         out[:, :, start * width : stop * width] = F.scaled_dot_product_attention(
             q_chunk, key, value, attn_mask=bias
         )
     return out
+
+
+def _row_chunks(
+    query: torch.Tensor, height: int, width: int, max_bytes: int
+) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` ranges of query grid rows whose ``(B, heads, rows*W, H*W)`` bias or
+    scores stay within ``max_bytes`` (at least one row)."""
+    batch, heads, tokens, _ = query.shape
+    row_bytes = batch * heads * width * tokens * query.element_size()
+    rows_per_chunk = max(1, min(height, max_bytes // max(row_bytes, 1)))
+    for start in range(0, height, rows_per_chunk):
+        yield start, min(height, start + rows_per_chunk)
+
+
+def _chunk_bias(rel_h: torch.Tensor, rel_w: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """The decomposed rel-pos bias of query rows ``start:stop``: ``(B, heads, rows*W, H*W)``.
+
+    Written straight into a buffer of that shape: a broadcast add whose result had to be
+    reshaped afterwards would cost a second full copy of the bias.
+    """
+    batch, heads, height, width, _ = rel_h.shape
+    rows = stop - start
+    bias = rel_h.new_empty(batch, heads, rows * width, height * width)
+    torch.add(
+        rel_h[:, :, start:stop, :, :, None],
+        rel_w[:, :, start:stop, :, None, :],
+        out=bias.view(batch, heads, rows, width, height, width),
+    )
+    return bias
 
 
 def _attention_cpu_low_precision(
@@ -132,18 +152,10 @@ def _attention_cpu_low_precision(
     # copied again by every matmul of every chunk.
     key_t = key.reshape(batch * heads, tokens, head_dim).contiguous().transpose(1, 2)
     value = value.contiguous()
-    row_bytes = batch * heads * width * tokens * query.element_size()
-    rows_per_chunk = max(1, min(height, _SCORES_CHUNK_BYTES // max(row_bytes, 1)))
     out = torch.empty_like(query)
-    for start in range(0, height, rows_per_chunk):
-        stop = min(height, start + rows_per_chunk)
+    for start, stop in _row_chunks(query, height, width, _SCORES_CHUNK_BYTES):
+        scores = _chunk_bias(rel_h, rel_w, start, stop)
         rows = stop - start
-        scores = query.new_empty(batch, heads, rows * width, tokens)
-        torch.add(
-            rel_h[:, :, start:stop, :, :, None],
-            rel_w[:, :, start:stop, :, None, :],
-            out=scores.view(batch, heads, rows, width, height, width),
-        )
         q_chunk = scaled[:, :, start * width : stop * width].reshape(batch * heads, -1, head_dim)
         scores.view(batch * heads, rows * width, tokens).baddbmm_(q_chunk, key_t)
         probs = torch.softmax(scores, dim=-1)
