@@ -326,7 +326,7 @@ def _hud_text(session: Session) -> str:
     n_neg = len(doc.prompt.points) - n_pos
     if doc.proposals is not None:
         n, accepted = len(doc.proposals.items), len(doc.proposals.accepted)
-        bits.append(f"{n} proposals, {accepted} accepted · click = accept / reject")
+        bits.append(f"{_count(n, 'proposal')}, {accepted} accepted · click = accept / reject")
     elif doc.prompt.empty and doc.candidates is None:
         bits.append("click = object · right-click / Shift+click = background · drag = box")
     if not doc.prompt.empty:
@@ -502,7 +502,7 @@ def proposals_html(session: Session) -> str:
         else (f"Find “{html.escape(props.query)}”")
     )
     return (
-        f'<div class="sam-props-head"><b>{what}</b>: {n} proposals, '
+        f'<div class="sam-props-head"><b>{what}</b>: {_count(n, "proposal")}, '
         f'<b class="sam-props-count">{accepted}</b> accepted — click masks on the image '
         "(the smallest under the pointer) or chips here to accept / reject.</div>"
         f'<div class="sam-props">{"".join(chips)}</div>'
@@ -589,3 +589,8 @@ def prefetch_html(status: PrefetchStatus | None) -> str:
         f'<div class="sam-prefetch"><span class="sam-spinner sam-small"></span>'
         f"Encoding next image in the background: {name}{queued}</div>"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 proposal``, ``3 proposals``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
