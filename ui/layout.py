@@ -15,7 +15,8 @@ from typing import Any
 
 import gradio as gr
 
-from sam.text_prompt import DEFAULT_DETECTOR
+from sam.automatic import AutoMaskConfig
+from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
 from .handlers import Handlers, Updates
 from .models import MODEL_CHOICES, ModelManager
@@ -51,6 +52,10 @@ FILTER_CHOICES = [
     ("In progress", "in_progress"),
     ("Done", "done"),
 ]
+# The Settings start at the engine's own defaults (min area excepted: the app cleans up specks
+# by default, the engine leaves masks as decoded).
+AUTO = AutoMaskConfig()
+TEXT = TextPromptConfig()
 EXPORT_FORMATS = [("COCO JSON", "coco"), ("YOLO seg", "yolo"), ("PNG maps", "png")]
 
 
@@ -437,31 +442,61 @@ def _proposal_controls(lists_js: str) -> dict[str, Any]:
         with gr.Accordion("Settings", open=False, elem_id="sam-auto-settings"):
             with gr.Row():
                 c["pps"] = gr.Slider(
-                    4, 64, value=32, step=1, label="Points per side", elem_id="sam-pps"
+                    4,
+                    64,
+                    value=AUTO.points_per_side,
+                    step=1,
+                    label="Points per side",
+                    elem_id="sam-pps",
                 )
                 c["min_area"] = gr.Number(
                     100, precision=0, minimum=0, label="Min region area (px)",
                     elem_id="sam-min-area",
                 )  # fmt: skip
                 c["nms"] = gr.Slider(
-                    0.05, 1, value=0.7, step=0.05, label="Box NMS IoU", elem_id="sam-nms"
+                    0.05,
+                    1,
+                    value=AUTO.box_nms_thresh,
+                    step=0.05,
+                    label="Box NMS IoU",
+                    elem_id="sam-nms",
                 )
             with gr.Row():
                 c["pred_iou"] = gr.Slider(
-                    0, 1, value=0.88, step=0.01, label="Predicted IoU ≥", elem_id="sam-pred-iou"
+                    0,
+                    1,
+                    value=AUTO.pred_iou_thresh,
+                    step=0.01,
+                    label="Predicted IoU ≥",
+                    elem_id="sam-pred-iou",
                 )
                 c["stability"] = gr.Slider(
-                    0, 1, value=0.95, step=0.01, label="Stability ≥", elem_id="sam-stability"
+                    0,
+                    1,
+                    value=AUTO.stability_score_thresh,
+                    step=0.01,
+                    label="Stability ≥",
+                    elem_id="sam-stability",
                 )
                 c["offset"] = gr.Slider(
-                    0, 2, value=1.0, step=0.01, label="Stability offset", elem_id="sam-offset"
+                    0,
+                    2,
+                    value=AUTO.stability_score_offset,
+                    step=0.01,
+                    label="Stability offset",
+                    elem_id="sam-offset",
                 )
             with gr.Row():
                 c["box_thr"] = gr.Slider(
-                    0, 1, value=0.3, step=0.01, label="Find: box threshold", elem_id="sam-box-thr"
+                    0,
+                    1,
+                    value=TEXT.box_threshold,
+                    step=0.01,
+                    label="Find: box threshold",
+                    elem_id="sam-box-thr",
                 )
                 c["text_thr"] = gr.Slider(
-                    0, 1, value=0.25, step=0.01, label="Find: text threshold",
+                    0, 1, value=TEXT.text_threshold, step=0.01, label="Find: text threshold",
                     elem_id="sam-text-thr",
                 )  # fmt: skip
     with gr.Column(visible=False, elem_id="sam-proposal-panel") as panel:
