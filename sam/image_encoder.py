@@ -15,13 +15,15 @@ from torch import nn
 from .config import VisionConfig
 from .layers import LayerNorm2d, MLPBlock
 
-# Upper bound on the bytes of one chunk of the attention bias. Global attention over a 64x64
-# grid would otherwise build a (heads, 4096, 4096) fp32 bias: 805 MB for ViT-B. Smaller chunks
-# stay in cache between writing the bias and reading it in the attention kernel (one thread,
-# ViT-B global layer: 12.6 MB chunks 1.08 s, 25 MB 0.94 s, 50 MB 0.91 s, 100 MB 0.97 s).
+# Upper bound on the bytes of one chunk of the attention bias on the SDPA path (CUDA). Global
+# attention over a 64x64 grid would otherwise build a (heads, 4096, 4096) fp32 bias: 805 MB for
+# ViT-B.
 _BIAS_CHUNK_BYTES = 32 * 2**20
-# The same for the scores of one chunk on the CPU bf16/fp16 path (built from matmuls).
-_SCORES_CHUNK_BYTES = 16 * 2**20
+# Upper bound on the bytes of one chunk of scores on the CPU path (built from matmuls): small
+# enough to stay in the cores' L2 between the bias write, the q·kᵀ matmul, the softmax and the
+# ·v matmul. ViT-B global layer, 2 threads, bf16: 12 MB chunks 391 ms, 2-4 MB 230-270 ms;
+# fp32: 550 ms for SDPA with 32 MB bias chunks, 470 ms here.
+_SCORES_CHUNK_BYTES = 2 * 2**20
 
 
 class PatchEmbeddings(nn.Module):
@@ -79,88 +81,108 @@ def attention_with_rel_pos(
         ``(B, heads, H*W, head_dim)``.
 
     The bias for a query at (h, w) and key at (kh, kw) is ``q·Rh[h, kh] + q·Rw[w, kw]`` with the
-    unscaled query. Query rows are processed in chunks so that the bias (and, on the CPU
-    low-precision path, the attention matrix) of one chunk stays within a few tens of MB, never
-    the whole ``(heads, H*W, H*W)`` product; softmax is per query row, so chunking does not
-    change the result.
+    unscaled query. Queries are processed in blocks so that the bias (and, on the CPU, the
+    scores) of one block stays within a few MB, never the whole ``(heads, H*W, H*W)`` product;
+    softmax is per query, so blocking does not change the result.
     """
-    batch, heads, _, head_dim = query.shape
+    batch, heads, tokens, head_dim = query.shape
     q_grid = query.reshape(batch, heads, height, width, head_dim)
-    # (B, heads, H, W, H) and (B, heads, H, W, W): small, computed for all rows at once.
-    rel_h = torch.einsum("bnhwc,hkc->bnhwk", q_grid, table_h)
-    rel_w = torch.einsum("bnhwc,wkc->bnhwk", q_grid, table_w)
-    if query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16):
-        return _attention_cpu_low_precision(query, key, value, rel_h, rel_w)
-    out = torch.empty_like(query)
-    for start, stop in _row_chunks(query, height, width, _BIAS_CHUNK_BYTES):
-        bias = _chunk_bias(rel_h, rel_w, start, stop)
-        q_chunk = query[:, :, start * width : stop * width]
-        out[:, :, start * width : stop * width] = F.scaled_dot_product_attention(
-            q_chunk, key, value, attn_mask=bias
-        )
-    return out
+    # (B*heads, H*W, H) and (B*heads, H*W, W): small, computed for all queries at once.
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", q_grid, table_h).reshape(-1, tokens, height)
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", q_grid, table_w).reshape(-1, tokens, width)
+    if _use_matmul_attention(query):
+        return _attention_from_matmuls(query, key, value, rel_h, rel_w)
+    return _attention_sdpa(query, key, value, rel_h, rel_w)
 
 
-def _row_chunks(
-    query: torch.Tensor, height: int, width: int, max_bytes: int
-) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` ranges of query grid rows whose ``(B, heads, rows*W, H*W)`` bias or
-    scores stay within ``max_bytes`` (at least one row)."""
-    batch, heads, tokens, _ = query.shape
-    row_bytes = batch * heads * width * tokens * query.element_size()
-    rows_per_chunk = max(1, min(height, max_bytes // max(row_bytes, 1)))
-    for start in range(0, height, rows_per_chunk):
-        yield start, min(height, start + rows_per_chunk)
+def _use_matmul_attention(query: torch.Tensor) -> bool:
+    """Matmul-built attention on the CPU, the fused SDPA kernel elsewhere."""
+    return query.device.type == "cpu"
 
 
-def _chunk_bias(rel_h: torch.Tensor, rel_w: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """The decomposed rel-pos bias of query rows ``start:stop``: ``(B, heads, rows*W, H*W)``.
+def _score_blocks(
+    groups: int, tokens: int, element_size: int, max_bytes: int
+) -> Iterator[tuple[slice, slice]]:
+    """(group, query) slices whose ``(groups, queries, tokens)`` scores fit in ``max_bytes``:
+    whole groups (batch x heads) while one fits, else query ranges of one group (at least one
+    query)."""
+    row_bytes = tokens * element_size
+    group_bytes = tokens * row_bytes
+    if group_bytes <= max_bytes:
+        group_step, query_step = max_bytes // group_bytes, tokens
+    else:
+        group_step, query_step = 1, max(1, max_bytes // row_bytes)
+    for g in range(0, groups, group_step):
+        for q in range(0, tokens, query_step):
+            yield slice(g, min(groups, g + group_step)), slice(q, min(tokens, q + query_step))
 
-    Written straight into a buffer of that shape: a broadcast add whose result had to be
-    reshaped afterwards would cost a second full copy of the bias.
-    """
-    batch, heads, height, width, _ = rel_h.shape
-    rows = stop - start
-    bias = rel_h.new_empty(batch, heads, rows * width, height * width)
+
+def _write_bias(
+    rel_h: torch.Tensor, rel_w: torch.Tensor, groups: slice, queries: slice, out: torch.Tensor
+) -> None:
+    """Write the decomposed bias of a block into ``out`` (``(g, q, H*W)``, contiguous):
+    ``rel_h[g, q, kh] + rel_w[g, q, kw]`` at key ``kh * W + kw``, in one pass."""
+    g, q, _ = out.shape
     torch.add(
-        rel_h[:, :, start:stop, :, :, None],
-        rel_w[:, :, start:stop, :, None, :],
-        out=bias.view(batch, heads, rows, width, height, width),
+        rel_h[groups, queries, :, None],
+        rel_w[groups, queries, None, :],
+        out=out.view(g, q, rel_h.shape[-1], rel_w.shape[-1]),
     )
-    return bias
 
 
-def _attention_cpu_low_precision(
+def _attention_from_matmuls(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     rel_h: torch.Tensor,
     rel_w: torch.Tensor,
 ) -> torch.Tensor:
-    """bf16/fp16 attention on the CPU from plain matmuls.
+    """CPU attention from plain matmuls, block by block.
 
-    PyTorch's CPU flash-attention kernel runs bf16 at its fp32 speed, while bf16 matmuls run
-    at twice the fp32 rate where the CPU has native bf16. Per chunk of query rows: the bias is
-    written into the scores buffer, ``q·kᵀ`` is accumulated onto it in the same matmul
-    (``baddbmm``, fp32 accumulation), then softmax and ``·v``. A chunk's scores stay within
-    ``_SCORES_CHUNK_BYTES`` so they are still in cache for the softmax.
+    Per block of (batch x heads, queries): the bias is written into the scores buffer, ``q·kᵀ``
+    is accumulated onto it in the same matmul (``baddbmm``), then softmax and ``·v``. Blocks of
+    ``_SCORES_CHUNK_BYTES`` stay in cache through all four steps. PyTorch's CPU flash-attention
+    kernel is no match here: with a bias it reads a mask as large as the scores, and it runs
+    bf16 at its fp32 speed while bf16 matmuls run at twice the rate on CPUs with native bf16.
     """
     batch, heads, tokens, head_dim = query.shape
-    _, _, height, width, _ = rel_h.shape
-    scaled = query * head_dim**-0.5
+    groups = batch * heads
+    scaled = (query * head_dim**-0.5).reshape(groups, tokens, head_dim)
     # Contiguous once per call: strided views (they come from the qkv projection) would be
-    # copied again by every matmul of every chunk.
-    key_t = key.reshape(batch * heads, tokens, head_dim).contiguous().transpose(1, 2)
-    value = value.contiguous()
-    out = torch.empty_like(query)
-    for start, stop in _row_chunks(query, height, width, _SCORES_CHUNK_BYTES):
-        scores = _chunk_bias(rel_h, rel_w, start, stop)
-        rows = stop - start
-        q_chunk = scaled[:, :, start * width : stop * width].reshape(batch * heads, -1, head_dim)
-        scores.view(batch * heads, rows * width, tokens).baddbmm_(q_chunk, key_t)
+    # copied again by every matmul of every block.
+    key_t = key.reshape(groups, tokens, head_dim).contiguous().transpose(1, 2)
+    value = value.reshape(groups, tokens, head_dim).contiguous()
+    out = query.new_empty(groups, tokens, head_dim)
+    for g, q in _score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES):
+        scores = query.new_empty(g.stop - g.start, q.stop - q.start, tokens)
+        _write_bias(rel_h, rel_w, g, q, scores)
+        scores.baddbmm_(scaled[g, q], key_t[g])
         probs = torch.softmax(scores, dim=-1)
         del scores
-        torch.matmul(probs, value, out=out[:, :, start * width : stop * width])
+        torch.bmm(probs, value[g], out=out[g, q])
+    return out.view(batch, heads, tokens, head_dim)
+
+
+def _attention_sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    rel_h: torch.Tensor,
+    rel_w: torch.Tensor,
+) -> torch.Tensor:
+    """Fused scaled-dot-product attention (CUDA) with the bias passed as an additive mask, built
+    for a range of queries at a time so it never spans the whole ``(heads, H*W, H*W)``."""
+    batch, heads, tokens, _ = query.shape
+    groups = batch * heads
+    query_step = max(1, _BIAS_CHUNK_BYTES // (groups * tokens * query.element_size()))
+    out = torch.empty_like(query)
+    for start in range(0, tokens, query_step):
+        q = slice(start, min(tokens, start + query_step))
+        bias = query.new_empty(groups, q.stop - q.start, tokens)
+        _write_bias(rel_h, rel_w, slice(0, groups), q, bias)
+        out[:, :, q] = F.scaled_dot_product_attention(
+            query[:, :, q], key, value, attn_mask=bias.view(batch, heads, -1, tokens)
+        )
     return out
 
 

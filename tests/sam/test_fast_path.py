@@ -132,9 +132,18 @@ def attention_inputs(batch, heads, size, dim, dtype=torch.float32, seed=0):
     return [t.to(dtype) for t in (q, k, v, table_h, table_w)]
 
 
+# Scores budgets: one query per block, blocks cutting through groups and rows, one block.
+BLOCKINGS, BLOCKING_IDS = [1, 30_000, 2**30], ["one-query", "blocks", "one-block"]
+
+
 @pytest.mark.parametrize(("batch", "size"), [(1, 16), (3, 7)], ids=["global", "windows"])
-@pytest.mark.parametrize("chunk_bytes", [1, 2**30], ids=["one-row-chunks", "one-chunk"])
-def test_fp32_attention_equals_eager(monkeypatch, batch, size, chunk_bytes):
+@pytest.mark.parametrize("kernel", ["matmuls", "sdpa"])
+@pytest.mark.parametrize("chunk_bytes", BLOCKINGS, ids=BLOCKING_IDS)
+def test_fp32_attention_equals_eager(monkeypatch, batch, size, kernel, chunk_bytes):
+    """Both kernels (matmuls on the CPU, fused SDPA on CUDA, run here on the CPU), whatever the
+    blocking: one query at a time, blocks cutting through groups, everything at once."""
+    monkeypatch.setattr(encoder_mod, "_use_matmul_attention", lambda q: kernel == "matmuls")
+    monkeypatch.setattr(encoder_mod, "_SCORES_CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(encoder_mod, "_BIAS_CHUNK_BYTES", chunk_bytes)
     q, k, v, th, tw = attention_inputs(batch, 4, size, 16)
     expected = eager_attention(q, k, v, th, tw, size, size)
@@ -143,7 +152,7 @@ def test_fp32_attention_equals_eager(monkeypatch, batch, size, chunk_bytes):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("chunk_bytes", [1, 2**30], ids=["one-row-chunks", "one-chunk"])
+@pytest.mark.parametrize("chunk_bytes", BLOCKINGS, ids=BLOCKING_IDS)
 def test_low_precision_cpu_attention_is_close_to_fp32(monkeypatch, dtype, chunk_bytes):
     """Small tensors: cheap even where bf16 is emulated."""
     monkeypatch.setattr(encoder_mod, "_SCORES_CHUNK_BYTES", chunk_bytes)
