@@ -110,16 +110,18 @@ class Attention(nn.Module):
         n_key, dim = k.shape[2], k.shape[3]
         scale = dim**-0.5
         w_q = self.q_proj.weight.view(heads, dim, channels)
-        scores_w = torch.einsum("hdc,bhjd->bchj", w_q, k * scale).reshape(batch, channels, -1)
+        scores_w = torch.einsum("hdc,bhjd->bhjc", w_q, k * scale).reshape(batch, -1, channels)
         b_q = self.q_proj.bias.view(heads, dim)
-        scores_b = torch.einsum("hd,bhjd->bhj", b_q, k * scale).reshape(batch, 1, -1)
-        scores = torch.baddbmm(scores_b, query, scores_w)  # (B, Nq, heads * Nk)
-        probs = scores.view(batch, n_query, heads, n_key).softmax(dim=-1)
+        scores_b = torch.einsum("hd,bhjd->bhj", b_q, k * scale).reshape(batch, -1, 1)
+        # Scores as (B, heads * Nk, Nq): the softmax over the few keys then runs along a middle
+        # axis, vectorised across the contiguous queries; over a last axis of 7 it is 20x slower.
+        scores = torch.baddbmm(scores_b, scores_w, query.transpose(1, 2))
+        probs = scores.view(batch, heads, n_key, n_query).softmax(dim=2)
         w_o = self.out_proj.weight.view(-1, heads, dim)  # (C, heads, d)
         values = torch.einsum("bhjd,chd->bhjc", v, w_o).reshape(batch, heads * n_key, -1)
         out = torch.baddbmm(
             self.out_proj.bias.expand(batch, 1, -1),
-            probs.view(batch, n_query, -1),
+            probs.view(batch, -1, n_query).transpose(1, 2),
             values,
         )
         return out
