@@ -24,6 +24,8 @@ _BIAS_CHUNK_BYTES = 32 * 2**20
 # ·v matmul. ViT-B global layer, 2 threads, bf16: 12 MB chunks 391 ms, 2-4 MB 230-270 ms;
 # fp32: 550 ms for SDPA with 32 MB bias chunks, 470 ms here.
 _SCORES_CHUNK_BYTES = 2 * 2**20
+# Upper bound on the bytes of the MLP's hidden layer for one block of tokens.
+_MLP_CHUNK_BYTES = 12 * 2**20
 
 
 class PatchEmbeddings(nn.Module):
@@ -37,8 +39,13 @@ class PatchEmbeddings(nn.Module):
         )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, S, S)`` -> ``(B, S/p, S/p, hidden)``."""
-        return self.projection(pixel_values).permute(0, 2, 3, 1)
+        """``(B, 3, S, S)`` -> ``(B, S/p, S/p, hidden)``, contiguous.
+
+        Contiguous matters: the permuted view would hand its channel-strided layout down to
+        every residual sum, and each LayerNorm and linear layer would copy it back (ViT-B, one
+        thread: 0.4 s of a 6.9 s bf16 encode).
+        """
+        return self.projection(pixel_values).permute(0, 2, 3, 1).contiguous()
 
 
 def relative_position_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -147,16 +154,16 @@ def _attention_from_matmuls(
     """
     batch, heads, tokens, head_dim = query.shape
     groups = batch * heads
-    scaled = (query * head_dim**-0.5).reshape(groups, tokens, head_dim)
-    # Contiguous once per call: strided views (they come from the qkv projection) would be
-    # copied again by every matmul of every block.
-    key_t = key.reshape(groups, tokens, head_dim).contiguous().transpose(1, 2)
-    value = value.reshape(groups, tokens, head_dim).contiguous()
+    # Views when the inputs are contiguous (as :func:`split_heads` makes them); strided inputs
+    # are copied here once rather than by every matmul of every block.
+    query = query.reshape(groups, tokens, head_dim)
+    key_t = key.reshape(groups, tokens, head_dim).transpose(1, 2)
+    value = value.reshape(groups, tokens, head_dim)
     out = query.new_empty(groups, tokens, head_dim)
     for g, q in _score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES):
         scores = query.new_empty(g.stop - g.start, q.stop - q.start, tokens)
         _write_bias(rel_h, rel_w, g, q, scores)
-        scores.baddbmm_(scaled[g, q], key_t[g])
+        scores.baddbmm_(query[g, q], key_t[g], alpha=head_dim**-0.5)
         probs = torch.softmax(scores, dim=-1)
         del scores
         torch.bmm(probs, value[g], out=out[g, q])
@@ -187,11 +194,13 @@ def _attention_sdpa(
 
 
 class VisionAttention(nn.Module):
-    """Multi-head self-attention over a (H, W) token grid with relative position bias."""
+    """Multi-head self-attention over a (H, W) token grid with relative position bias, either
+    global or within non-overlapping windows."""
 
     def __init__(self, config: VisionConfig, window_size: int) -> None:
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
+        self.window_size = window_size
         self.qkv = nn.Linear(config.hidden_size, config.hidden_size * 3, bias=config.qkv_bias)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.use_rel_pos = config.use_rel_pos
@@ -201,52 +210,81 @@ class VisionAttention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * size - 1, config.head_dim))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``.
+
+        Windowed attention pads the grid up to a multiple of the window (64 -> 70 for SAM). The
+        padding tokens are zeros, whose projection is the qkv bias: the projections are
+        computed for the real tokens only and the padding filled with the bias, and the output
+        projection runs after the padding is cropped away (16% fewer rows in both).
+        """
         batch, height, width, channels = hidden_states.shape
-        qkv = self.qkv(hidden_states).reshape(
-            batch, height * width, 3, self.num_attention_heads, -1
-        )
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(hidden_states)
+        window = self.window_size
+        if window > 0:
+            qkv, padded = pad_to_windows(qkv, window, self.qkv.bias)
+        query, key, value = split_heads(qkv, self.num_attention_heads, window)
+        size = (window, window) if window > 0 else (height, width)
         if self.use_rel_pos:
             out = attention_with_rel_pos(
                 query,
                 key,
                 value,
-                relative_position_table(height, self.rel_pos_h),
-                relative_position_table(width, self.rel_pos_w),
-                height,
-                width,
+                relative_position_table(size[0], self.rel_pos_h),
+                relative_position_table(size[1], self.rel_pos_w),
+                *size,
             )
         else:
             out = F.scaled_dot_product_attention(query, key, value)
-        out = out.transpose(1, 2).reshape(batch, height, width, channels)
+        if window > 0:
+            # Contiguous: the output projection would otherwise take a slower strided path.
+            out = merge_windows(out, window, padded)[:, :height, :width].contiguous()
+        else:
+            out = out.transpose(1, 2).reshape(batch, height, width, channels)
         return self.proj(out)
 
 
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """``(B, H, W, C)`` -> ``(B * nW, window, window, C)`` after zero-padding H, W up to a
-    multiple of ``window``; also returns the padded ``(Hp, Wp)``."""
+def pad_to_windows(
+    x: torch.Tensor, window: int, fill: torch.Tensor | None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``(B, H, W, C)`` padded at the bottom and right to ``(B, Hp, Wp, C)``, multiples of
+    ``window``, with ``fill`` ``(C,)`` (zeros when None); also returns ``(Hp, Wp)``."""
     batch, height, width, channels = x.shape
-    pad_h = (window - height % window) % window
-    pad_w = (window - width % window) % window
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    hp, wp = height + pad_h, width + pad_w
-    x = x.reshape(batch, hp // window, window, wp // window, window, channels)
-    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, channels)
-    return windows, (hp, wp)
+    hp, wp = -(-height // window) * window, -(-width // window) * window
+    if (hp, wp) == (height, width):
+        return x, (hp, wp)
+    out = x.new_empty(batch, hp, wp, channels)
+    out[:, :height, :width] = x
+    value = 0.0 if fill is None else fill
+    out[:, height:] = value
+    out[:, :height, width:] = value
+    return out, (hp, wp)
 
 
-def window_unpartition(
-    windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]
-) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: ``(B * nW, w, w, C)`` -> ``(B, H, W, C)``."""
+def split_heads(
+    qkv: torch.Tensor, heads: int, window: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B, H, W, 3C)`` projections -> contiguous query, key, value ``(B', heads, T, C/heads)``
+    in one copy: B' = B and T = H*W for global attention; B' = B * windows and T = window²
+    for windowed attention (H and W multiples of ``window``), windows in row-major order."""
+    batch, height, width, _ = qkv.shape
+    if window > 0:
+        grid = qkv.view(batch, height // window, window, width // window, window, 3, heads, -1)
+        parts = grid.permute(5, 0, 1, 3, 6, 2, 4, 7)  # (3, B, nh, nw, heads, wy, wx, d)
+        shape = (3, -1, heads, window * window, parts.shape[-1])
+    else:
+        parts = qkv.view(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        shape = parts.shape
+    query, key, value = parts.contiguous().view(shape).unbind(0)
+    return query, key, value
+
+
+def merge_windows(out: torch.Tensor, window: int, padded: tuple[int, int]) -> torch.Tensor:
+    """Inverse of the windowed :func:`split_heads` for one tensor: ``(B * windows, heads,
+    window², d)`` -> ``(B, Hp, Wp, heads * d)``."""
     hp, wp = padded
-    height, width = size
-    batch = windows.shape[0] // ((hp // window) * (wp // window))
-    x = windows.reshape(batch, hp // window, wp // window, window, window, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, hp, wp, -1)
-    return x[:, :height, :width, :].contiguous()
+    _, heads, _, dim = out.shape
+    grid = out.view(-1, hp // window, wp // window, heads, window, window, dim)
+    return grid.permute(0, 1, 4, 2, 5, 3, 6).reshape(-1, hp, wp, heads * dim)
 
 
 class VisionLayer(nn.Module):
@@ -256,21 +294,22 @@ class VisionLayer(nn.Module):
         self.attn = VisionAttention(config, window_size)
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = MLPBlock(config.hidden_size, config.intermediate_size, config.hidden_act)
-        self.window_size = window_size
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
-        residual = hidden_states
-        x = self.layer_norm1(hidden_states)
-        if self.window_size > 0:
-            size = (x.shape[1], x.shape[2])
-            x, padded = window_partition(x, self.window_size)
-            x = self.attn(x)
-            x = window_unpartition(x, self.window_size, padded, size)
-        else:
-            x = self.attn(x)
-        hidden_states = residual + x
-        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        hidden_states = hidden_states + self.attn(self.layer_norm1(hidden_states))
+        # The MLP and its residual in blocks of tokens, in place (the encoder is inference-only:
+        # its attention writes into preallocated buffers). The whole
+        # hidden layer of ViT-B is 48 MB at fp32: a fresh allocation the kernel must fault in
+        # page by page, and out of cache for the GELU (one thread, fp32 MLP: 538 ms whole,
+        # 419 ms in blocks of 1024 tokens).
+        tokens = hidden_states.view(-1, hidden_states.shape[-1])
+        hidden_bytes = self.mlp.lin1.out_features * hidden_states.element_size()
+        step = max(1, _MLP_CHUNK_BYTES // hidden_bytes)
+        for start in range(0, tokens.shape[0], step):
+            block = tokens[start : start + step]
+            block += self.mlp(self.layer_norm2(block))
+        return hidden_states
 
 
 class VisionNeck(nn.Module):

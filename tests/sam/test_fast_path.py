@@ -23,8 +23,9 @@ from checkpoints import VIT_B_DIMS, random_hf_sam, save_hf_checkpoint
 import sam.device as device_mod
 import sam.image_encoder as encoder_mod
 from sam import DeviceError, SamPredictor, load_model
+from sam.config import VisionConfig
 from sam.device import auto_dtype, resolve_dtype
-from sam.image_encoder import attention_with_rel_pos, relative_position_table
+from sam.image_encoder import VisionEncoder, attention_with_rel_pos, relative_position_table
 
 MIN_IOU = 0.98
 MAX_REL_ERR = 0.05
@@ -162,6 +163,33 @@ def test_low_precision_cpu_attention_is_close_to_fp32(monkeypatch, dtype, chunk_
     assert got.dtype == dtype
     rel = ((got.float() - expected).norm() / expected.norm()).item()
     assert rel < 0.02, rel
+
+
+def test_encoder_blocked_mlp_equals_whole(monkeypatch):
+    """The MLP runs in place over blocks of tokens: blocks cutting through the grid's rows give
+    the same embedding as one block."""
+    config = VisionConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=256,
+        mlp_dim=40,
+        global_attn_indexes=(1,),
+        output_channels=16,
+    )
+    torch.manual_seed(0)
+    encoder = VisionEncoder(config).eval()
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.normal_(0, 0.2)
+    pixels = torch.randn(1, 3, 256, 256)
+    results = []
+    for chunk_bytes in (2**30, 7 * 40 * 4):  # all 256 tokens; 7 tokens a block
+        monkeypatch.setattr(encoder_mod, "_MLP_CHUNK_BYTES", chunk_bytes)
+        with torch.inference_mode():
+            results.append(encoder(pixels))
+    assert results[0].abs().mean() > 0.1
+    torch.testing.assert_close(results[1], results[0], atol=1e-5, rtol=1e-5)
 
 
 # -- whole-model agreement -----------------------------------------------------------------------
