@@ -154,9 +154,13 @@ def test_fp32_attention_equals_eager(monkeypatch, batch, size, kernel, chunk_byt
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("chunk_bytes", BLOCKINGS, ids=BLOCKING_IDS)
-def test_low_precision_cpu_attention_is_close_to_fp32(monkeypatch, dtype, chunk_bytes):
+@pytest.mark.parametrize("fold_max_width", [0, 64], ids=["bias-written", "bias-folded"])
+def test_low_precision_cpu_attention_is_close_to_fp32(
+    monkeypatch, dtype, chunk_bytes, fold_max_width
+):
     """Small tensors: cheap even where bf16 is emulated."""
     monkeypatch.setattr(encoder_mod, "_SCORES_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(encoder_mod, "_FOLD_MAX_WIDTH", fold_max_width)
     inputs = attention_inputs(1, 4, 16, 16)
     expected = eager_attention(*inputs, 16, 16)
     got = attention_with_rel_pos(*[t.to(dtype) for t in inputs], 16, 16)
