@@ -194,7 +194,10 @@ def _attention_from_matmuls(
     if fold:
         query, key = _fold_rel_pos(query * head_dim**-0.5, key, rel_h, rel_w)
     key_t = key.transpose(1, 2)
-    out = value.new_empty(groups, tokens, head_dim)
+    # ·v with a head dim that is not a multiple of 16 (SlimSAM-77: 14) takes a slow matmul
+    # kernel: zero columns up to 16 make it 2.5x faster at fp32 (and cost nothing at bf16).
+    value = F.pad(value, (0, -head_dim % 16))
+    out = value.new_empty(groups, tokens, value.shape[-1])
     for g, q in _score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES):
         if fold:
             scores = torch.bmm(query[g, q], key_t[g])
@@ -205,7 +208,7 @@ def _attention_from_matmuls(
         probs = torch.softmax(scores, dim=-1)
         del scores
         torch.bmm(probs, value[g], out=out[g, q])
-    return out.view(batch, heads, tokens, head_dim)
+    return out[..., :head_dim].view(batch, heads, tokens, head_dim)
 
 
 def _attention_sdpa(

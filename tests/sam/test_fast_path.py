@@ -140,15 +140,18 @@ BLOCKINGS, BLOCKING_IDS = [1, 30_000, 2**30], ["one-query", "blocks", "one-block
 @pytest.mark.parametrize(("batch", "size"), [(1, 16), (3, 7)], ids=["global", "windows"])
 @pytest.mark.parametrize("kernel", ["matmuls", "sdpa"])
 @pytest.mark.parametrize("chunk_bytes", BLOCKINGS, ids=BLOCKING_IDS)
-def test_fp32_attention_equals_eager(monkeypatch, batch, size, kernel, chunk_bytes):
+@pytest.mark.parametrize("head_dim", [16, 14])
+def test_fp32_attention_equals_eager(monkeypatch, batch, size, kernel, chunk_bytes, head_dim):
     """Both kernels (matmuls on the CPU, fused SDPA on CUDA, run here on the CPU), whatever the
-    blocking: one query at a time, blocks cutting through groups, everything at once."""
+    blocking: one query at a time, blocks cutting through groups, everything at once; head
+    dims that are multiples of 16 and not (SlimSAM-77: 14)."""
     monkeypatch.setattr(encoder_mod, "_use_matmul_attention", lambda q: kernel == "matmuls")
     monkeypatch.setattr(encoder_mod, "_SCORES_CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(encoder_mod, "_BIAS_CHUNK_BYTES", chunk_bytes)
-    q, k, v, th, tw = attention_inputs(batch, 4, size, 16)
+    q, k, v, th, tw = attention_inputs(batch, 4, size, head_dim)
     expected = eager_attention(q, k, v, th, tw, size, size)
     got = attention_with_rel_pos(q, k, v, th, tw, size, size)
+    assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
