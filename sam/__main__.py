@@ -31,7 +31,7 @@ logger = logging.getLogger("sam")
 
 _AMG_OPTIONS = {
     "points_per_side": "grid points per image side",
-    "points_per_batch": "prompts decoded together (memory vs speed)",
+    "points_per_batch": "prompts decoded together on a GPU (memory vs speed; at most 2 on a CPU)",
     "pred_iou_thresh": "minimum predicted IoU",
     "stability_score_thresh": "minimum stability score",
     "stability_score_offset": "logit offset of the stability score",

@@ -34,6 +34,11 @@ ProgressCallback = Callable[[int, int], None]
 
 # How many full-size candidate logit maps are alive at once (1800x1200 fp32 = 8.6 MB each).
 _UPSCALE_CHUNK = 8
+# Most prompts decoded together on a CPU. Batching pays on a GPU; on a CPU a batch's image-sized
+# intermediates (64 x 4096 x 256 fp32 = 268 MB per tensor) fall out of cache, and a 64-prompt
+# batch costs more per point than a 2-prompt one (ViT-B, 256 points, 2 cores: 64 -> 8.9-9.4 s,
+# 8 -> 7.7 s, 4 -> 6.3-6.9 s, 2 -> 5.3 s, 1 -> 5.8-6.3 s).
+_CPU_POINTS_PER_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ class AutoMaskConfig:
 
     Attributes:
         points_per_side: the grid is ``points_per_side²`` points over the image (32 -> 1024).
-        points_per_batch: prompts decoded together; larger is faster, uses more memory.
+        points_per_batch: prompts decoded together on a GPU, where larger is faster and uses
+            more memory; on a CPU at most 2, which is faster there.
         pred_iou_thresh: keep candidates whose predicted IoU is above this.
         stability_score_thresh: keep candidates whose stability score is above this.
         stability_score_offset: logit offset used for the stability score.
@@ -227,7 +233,10 @@ class AutomaticMaskGenerator:
             )
             for layer in range(cfg.crop_n_layers + 1)
         }
-        total = sum(math.ceil(len(grids[layer]) / cfg.points_per_batch) for _, layer in crops)
+        per_batch = cfg.points_per_batch
+        if self.model.device.type == "cpu":
+            per_batch = min(per_batch, _CPU_POINTS_PER_BATCH)
+        total = sum(math.ceil(len(grids[layer]) / per_batch) for _, layer in crops)
         done = 0
         proposals: list[MaskProposal] = []
         if predictor is None:
@@ -238,8 +247,8 @@ class AutomaticMaskGenerator:
             x0, y0, x1, y1 = crop
             predictor.set_image(np.ascontiguousarray(array[y0:y1, x0:x1]))
             points = grids[layer] * np.array([x1 - x0, y1 - y0])
-            for start in range(0, len(points), cfg.points_per_batch):
-                batch = points[start : start + cfg.points_per_batch]
+            for start in range(0, len(points), per_batch):
+                batch = points[start : start + per_batch]
                 proposals.extend(self._decode_batch(predictor, batch, crop, (height, width)))
                 done += 1
                 if progress is not None:
