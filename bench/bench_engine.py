@@ -492,56 +492,57 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _timed_row(
+    measure: str, ours: dict[str, Any], hf: dict[str, Any], what: str, floor_ms: float
+) -> dict[str, Any]:
+    """A table row's numbers for one timed measure ``what``: medians and best runs, ours against
+    transformers and against the floor."""
+    median, best = f"{what}_ms", f"{what}_min_ms"
+    return {
+        "measure": measure,
+        "ours": ours[median],
+        "transformers": hf[median],
+        "ratio": ours[median] / hf[median],
+        "ratio_min": ours[best] / hf[best],
+        "x_floor": ours[median] / floor_ms,
+        "x_floor_min": ours[best] / floor_ms,
+        "hf_x_floor": hf[median] / floor_ms,
+    }
+
+
 def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the table: measure, ours, transformers, ratio, floor multiple, target, verdict."""
     ours, fast, hf = r["ours_fp32"], r["ours_fast"], r["hf_fp32"]
     floors = r["floors_ms"]
     rows = []
 
-    enc_ratio = ours["encode_ms"] / hf["encode_ms"]
-    enc_floor = ours["encode_ms"] / floors["encode_fp32"]
     t = TARGETS["encode_fp32"]
-    rows.append(
-        {
-            "measure": "encode fp32 (ms)",
-            "ours": ours["encode_ms"],
-            "transformers": hf["encode_ms"],
-            "ratio": enc_ratio,
-            "ratio_min": ours["encode_min_ms"] / hf["encode_min_ms"],
-            "x_floor": enc_floor,
-            "x_floor_min": ours["encode_min_ms"] / floors["encode_fp32"],
-            "hf_x_floor": hf["encode_ms"] / floors["encode_fp32"],
-            "target": f"<= {t['vs_hf']}x tf or <= {t['vs_floor']}x floor",
-            "verdict": _verdict(enc_ratio <= t["vs_hf"] or enc_floor <= t["vs_floor"]),
-        }
-    )
+    row = _timed_row("encode fp32 (ms)", ours, hf, "encode", floors["encode_fp32"])
+    row["target"] = f"<= {t['vs_hf']}x tf or <= {t['vs_floor']}x floor"
+    row["verdict"] = _verdict(row["ratio"] <= t["vs_hf"] or row["x_floor"] <= t["vs_floor"])
+    rows.append(row)
+
     fast_dtype = fast["dtype"]
     floor_key = "encode_bf16" if fast_dtype == "bfloat16" else "encode_fp32"
-    fast_ratio = fast["encode_ms"] / hf["encode_ms"]
-    fast_floor = fast["encode_ms"] / floors[floor_key]
+    # transformers has no fast path, so no floor multiple of its own at this precision.
+    row = _timed_row(
+        f"encode fast path, auto -> {fast_dtype} (ms)", fast, hf, "encode", floors[floor_key]
+    )
+    del row["hf_x_floor"]
     agree = r["agreement"]
     accurate = agree["best_mask_iou_min"] >= 0.98 and agree["logits_rel_err_max"] <= 0.05
     t = TARGETS["encode_fast"]
     if r["machine"]["native_bf16"]:
-        ok = (fast_ratio <= t["vs_hf_fp32"] or fast_floor <= t["vs_floor"]) and accurate
-        target = f"<= {t['vs_hf_fp32']}x tf fp32 or <= {t['vs_floor']}x {floor_key[7:]} floor"
+        fast_ok = row["ratio"] <= t["vs_hf_fp32"] or row["x_floor"] <= t["vs_floor"]
+        row["verdict"] = _verdict(fast_ok and accurate)
+        row["target"] = (
+            f"<= {t['vs_hf_fp32']}x tf fp32 or <= {t['vs_floor']}x {floor_key[7:]} floor"
+        )
     else:
         # AVX2-only: the target is that auto never picks emulated bf16.
-        ok = fast_dtype != "bfloat16" and accurate
-        target = "auto must not pick emulated bf16"
-    rows.append(
-        {
-            "measure": f"encode fast path, auto -> {fast_dtype} (ms)",
-            "ours": fast["encode_ms"],
-            "transformers": hf["encode_ms"],
-            "ratio": fast_ratio,
-            "ratio_min": fast["encode_min_ms"] / hf["encode_min_ms"],
-            "x_floor": fast_floor,
-            "x_floor_min": fast["encode_min_ms"] / floors[floor_key],
-            "target": target,
-            "verdict": _verdict(ok),
-        }
-    )
+        row["verdict"] = _verdict(fast_dtype != "bfloat16" and accurate)
+        row["target"] = "auto must not pick emulated bf16"
+    rows.append(row)
     rows.append(
         {
             "measure": "fast vs fp32: best-mask IoU (min)",
@@ -558,23 +559,13 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
             "verdict": _verdict(agree["logits_rel_err_max"] <= 0.05),
         }
     )
-    click_ratio = fast["click_ms"] / hf["click_ms"]
-    click_floor = fast["click_ms"] / floors["click"]
     t = TARGETS["click"]
-    rows.append(
-        {
-            "measure": "per click: decoder + chosen mask upsampled (ms)",
-            "ours": fast["click_ms"],
-            "transformers": hf["click_ms"],
-            "ratio": click_ratio,
-            "ratio_min": fast["click_min_ms"] / hf["click_min_ms"],
-            "x_floor": click_floor,
-            "x_floor_min": fast["click_min_ms"] / floors["click"],
-            "hf_x_floor": hf["click_ms"] / floors["click"],
-            "target": f"<= {t['vs_hf']}x tf or <= {t['vs_floor']}x floor",
-            "verdict": _verdict(click_ratio <= t["vs_hf"] or click_floor <= t["vs_floor"]),
-        }
+    row = _timed_row(
+        "per click: decoder + chosen mask upsampled (ms)", fast, hf, "click", floors["click"]
     )
+    row["target"] = f"<= {t['vs_hf']}x tf or <= {t['vs_floor']}x floor"
+    row["verdict"] = _verdict(row["ratio"] <= t["vs_hf"] or row["x_floor"] <= t["vs_floor"])
+    rows.append(row)
     rows.append(
         {
             "measure": "predict(): 3 masks upsampled (ms, info)",
@@ -605,7 +596,7 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     if r["model_dims"].startswith("slimsam"):
-        best = min(enc_floor, fast_floor)
+        best = min(rows[0]["x_floor"], rows[1]["x_floor"])
         rows.append(
             {
                 "measure": f"{r['model_dims']} encode, best path (x floor)",
