@@ -20,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from sam.device import PRECISION_CHOICES
 from sam.errors import StoreError
 from sam.text_prompt import DEFAULT_DETECTOR
 from ui.layout import build_demo, launch_options
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=PRECISION_CHOICES,
         help="Image-encoder precision: auto picks bf16 on CPUs with native bf16 (avx512_bf16/"
         "AMX) and on GPUs, else fp32; the mask decoder always runs in fp32.",
     )

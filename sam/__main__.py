@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .automatic import AutoMaskConfig, AutomaticMaskGenerator
 from .checkpoint import KNOWN_MODELS, load_model
+from .device import PRECISION_CHOICES
 from .errors import SamError
 from .image_io import load_image
 from .masks import mask_to_rle
@@ -54,7 +55,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=PRECISION_CHOICES,
         help="image-encoder precision; auto: bf16 on CPUs with native bf16 (avx512_bf16/AMX) "
         "and on GPUs, else fp32 (default: auto)",
     )

@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 # tests that compare with transformers' fp32 outputs).
 PRECISION_ENV = "SAM_PRECISION"
 
+# What ``--precision`` accepts in the app and the CLI.
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
 _DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
