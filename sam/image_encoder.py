@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import VisionConfig
-from .layers import LayerNorm2d, MLPBlock
+from .layers import LayerNorm2d, MLPBlock, linear
 
 # Upper bound on the bytes of one chunk of the attention bias on the SDPA path (CUDA). Global
 # attention over a 64x64 grid would otherwise build a (heads, 4096, 4096) fp32 bias: 805 MB for
@@ -260,7 +260,7 @@ class VisionAttention(nn.Module):
         projection runs after the padding is cropped away (16% fewer rows in both).
         """
         batch, height, width, channels = hidden_states.shape
-        qkv = self.qkv(hidden_states)
+        qkv = linear(hidden_states, self.qkv)
         window = self.window_size
         if window > 0:
             qkv, padded = pad_to_windows(qkv, window, self.qkv.bias)
@@ -282,7 +282,7 @@ class VisionAttention(nn.Module):
             out = merge_windows(out, window, padded)[:, :height, :width].contiguous()
         else:
             out = out.transpose(1, 2).reshape(batch, height, width, channels)
-        return self.proj(out)
+        return linear(out, self.proj)
 
 
 def pad_to_windows(

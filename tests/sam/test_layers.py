@@ -1,0 +1,89 @@
+"""sam.layers.linear: the fused oneDNN path gives what nn.Linear (+ GELU) gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sam import layers
+from sam.layers import MLPBlock, linear
+
+
+@pytest.fixture
+def layer() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(48, 80)
+
+
+def reference(x: torch.Tensor, layer: nn.Linear, gelu: bool) -> torch.Tensor:
+    out = F.linear(x.double(), layer.weight.double(), layer.bias.double())
+    return F.gelu(out) if gelu else out
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+@pytest.mark.parametrize(
+    "shape, strided", [((7, 48), False), ((2, 5, 6, 48), False), ((2, 6, 5, 48), True)]
+)
+def test_fp32_matches_nn_linear(layer, gelu, shape, strided):
+    x = torch.randn(shape)
+    if strided:  # a permuted view, as attention hands over
+        x = x.transpose(1, 2)
+    with torch.inference_mode():
+        out = linear(x, layer, gelu=gelu)
+    assert out.shape == (*x.shape[:-1], 80) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), reference(x, layer, gelu), rtol=1e-5, atol=1e-5)
+
+
+def test_without_bias(layer):
+    no_bias = nn.Linear(48, 80, bias=False)
+    x = torch.randn(9, 48)
+    with torch.inference_mode():
+        out = linear(x, no_bias)
+    torch.testing.assert_close(out, x @ no_bias.weight.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    not layers._ONEDNN_LINEAR[torch.bfloat16], reason="oneDNN has no native bf16 on this CPU"
+)
+@pytest.mark.parametrize("gelu", [False, True])
+def test_bf16_within_bf16_rounding(layer, gelu):
+    layer = layer.to(torch.bfloat16)
+    x = torch.randn(64, 48).to(torch.bfloat16)
+    with torch.inference_mode():
+        out = linear(x, layer, gelu=gelu)
+    assert out.dtype == torch.bfloat16
+    ref = reference(x, layer, gelu)
+    # bf16 keeps 8 bits of mantissa: one rounding of the output, relative to its scale.
+    assert (out.double() - ref).abs().max() <= 2**-7 * ref.abs().max()
+
+
+def test_with_gradients_falls_back_to_autograd(layer):
+    x = torch.randn(5, 48, requires_grad=True)
+    out = linear(x, layer, gelu=True)
+    out.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    torch.testing.assert_close(
+        out.detach().double(), reference(x.detach(), layer, True), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_fallback_gives_the_same_result(layer, monkeypatch):
+    x = torch.randn(33, 48)
+    with torch.inference_mode():
+        fused = linear(x, layer, gelu=True)
+        monkeypatch.setattr(layers, "_ONEDNN_LINEAR", {})
+        plain = linear(x, layer, gelu=True)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["gelu", "relu"])
+def test_mlp_block_matches_its_layers(act):
+    torch.manual_seed(1)
+    mlp = MLPBlock(32, 64, act)
+    x = torch.randn(3, 10, 32)
+    expected = mlp.lin2(mlp.act(mlp.lin1(x)))
+    with torch.inference_mode():
+        out = mlp(x)
+    torch.testing.assert_close(out, expected.detach(), rtol=1e-5, atol=1e-5)
