@@ -184,8 +184,8 @@ def _attention_from_matmuls(
     """
     batch, heads, tokens, head_dim = query.shape
     groups = batch * heads
-    # Views when the inputs are contiguous (as :func:`split_heads` makes them); strided inputs
-    # are copied here once rather than by every matmul of every block.
+    # Views when the inputs are contiguous (as :func:`split_windows` and :func:`split_heads`
+    # make them); strided inputs are copied here once rather than by every matmul of every block.
     query = query.reshape(groups, tokens, head_dim)
     key = key.reshape(groups, tokens, head_dim)
     value = value.reshape(groups, tokens, head_dim)
@@ -263,8 +263,11 @@ class VisionAttention(nn.Module):
         qkv = linear(hidden_states, self.qkv)
         window = self.window_size
         if window > 0:
-            qkv, padded = pad_to_windows(qkv, window, self.qkv.bias)
-        query, key, value = split_heads(qkv, self.num_attention_heads, window)
+            query, key, value, padded = split_windows(
+                qkv, self.num_attention_heads, window, self.qkv.bias
+            )
+        else:
+            query, key, value = split_heads(qkv, self.num_attention_heads)
         size = (window, window) if window > 0 else (height, width)
         if self.use_rel_pos:
             out = attention_with_rel_pos(
@@ -285,43 +288,57 @@ class VisionAttention(nn.Module):
         return linear(out, self.proj)
 
 
-def pad_to_windows(
-    x: torch.Tensor, window: int, fill: torch.Tensor | None
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """``(B, H, W, C)`` padded at the bottom and right to ``(B, Hp, Wp, C)``, multiples of
-    ``window``, with ``fill`` ``(C,)`` (zeros when None); also returns ``(Hp, Wp)``."""
-    batch, height, width, channels = x.shape
-    hp, wp = -(-height // window) * window, -(-width // window) * window
-    if (hp, wp) == (height, width):
-        return x, (hp, wp)
-    out = x.new_empty(batch, hp, wp, channels)
-    out[:, :height, :width] = x
-    value = 0.0 if fill is None else fill
-    out[:, height:] = value
-    out[:, :height, width:] = value
-    return out, (hp, wp)
+def _tiles(size: int, window: int) -> Iterator[tuple[slice, slice, slice]]:
+    """Split ``size`` positions into whole windows and a partial last one: (positions, window
+    indices, offsets within the window) for each part."""
+    whole, rest = divmod(size, window)
+    if whole:
+        yield slice(0, whole * window), slice(0, whole), slice(0, window)
+    if rest:
+        yield slice(whole * window, size), slice(whole, whole + 1), slice(0, rest)
 
 
-def split_heads(
-    qkv: torch.Tensor, heads: int, window: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(B, H, W, 3C)`` projections -> contiguous query, key, value ``(B', heads, T, C/heads)``
-    in one copy: B' = B and T = H*W for global attention; B' = B * windows and T = window²
-    for windowed attention (H and W multiples of ``window``), windows in row-major order."""
+def split_windows(
+    qkv: torch.Tensor, heads: int, window: int, fill: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """``(B, H, W, 3C)`` projections -> contiguous query, key, value ``(B * windows, heads,
+    window², C/heads)``, windows in row-major order over the grid padded at the bottom and
+    right to multiples of ``window``; also returns the padded ``(Hp, Wp)``.
+
+    Padding tokens get ``fill`` ``(3C,)`` (zeros when None): SAM pads the tokens with zeros
+    before the projection, which projects them to the qkv bias. One copy: each projection goes
+    straight to its window and head, the padding is written in place.
+    """
     batch, height, width, _ = qkv.shape
-    if window > 0:
-        grid = qkv.view(batch, height // window, window, width // window, window, 3, heads, -1)
-        parts = grid.permute(5, 0, 1, 3, 6, 2, 4, 7)  # (3, B, nh, nw, heads, wy, wx, d)
-        shape = (3, -1, heads, window * window, parts.shape[-1])
-    else:
-        parts = qkv.view(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        shape = parts.shape
-    query, key, value = parts.contiguous().view(shape).unbind(0)
+    rows, cols = -(-height // window), -(-width // window)
+    out = qkv.new_empty(3, batch, rows, cols, heads, window, window, qkv.shape[-1] // 3 // heads)
+    # The same memory as the padded grid: (B, rows, wy, cols, wx, 3, heads, d).
+    grid = out.permute(1, 2, 5, 3, 6, 0, 4, 7)
+    source = qkv.view(batch, height, width, 3, heads, -1)
+    for ys, rows_part, wy in _tiles(height, window):
+        for xs, cols_part, wx in _tiles(width, window):
+            target = grid[:, rows_part, wy, cols_part, wx]
+            target.copy_(source[:, ys, xs].view(target.shape))
+    value = 0.0 if fill is None else fill.view(3, heads, -1)
+    if height % window:
+        grid[:, -1, height % window :] = value
+    if width % window:
+        grid[:, :, :, -1, width % window :] = value
+    query, key, value = out.view(3, -1, heads, window * window, out.shape[-1]).unbind(0)
+    return query, key, value, (rows * window, cols * window)
+
+
+def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B, H, W, 3C)`` projections -> contiguous query, key, value ``(B, heads, H*W,
+    C/heads)`` in one copy (global attention)."""
+    batch, height, width, _ = qkv.shape
+    parts = qkv.view(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    query, key, value = parts.contiguous().unbind(0)
     return query, key, value
 
 
 def merge_windows(out: torch.Tensor, window: int, padded: tuple[int, int]) -> torch.Tensor:
-    """Inverse of the windowed :func:`split_heads` for one tensor: ``(B * windows, heads,
+    """Inverse of :func:`split_windows` for one tensor: ``(B * windows, heads,
     window², d)`` -> ``(B, Hp, Wp, heads * d)``."""
     hp, wp = padded
     _, heads, _, dim = out.shape
