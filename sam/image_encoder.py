@@ -263,9 +263,7 @@ class VisionAttention(nn.Module):
         qkv = linear(hidden_states, self.qkv)
         window = self.window_size
         if window > 0:
-            query, key, value, padded = split_windows(
-                qkv, self.num_attention_heads, window, self.qkv.bias
-            )
+            query, key, value = split_windows(qkv, self.num_attention_heads, window, self.qkv.bias)
         else:
             query, key, value = split_heads(qkv, self.num_attention_heads)
         size = (window, window) if window > 0 else (height, width)
@@ -281,8 +279,7 @@ class VisionAttention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(query, key, value)
         if window > 0:
-            # Contiguous: the output projection would otherwise take a slower strided path.
-            out = merge_windows(out, window, padded)[:, :height, :width].contiguous()
+            out = merge_windows(out, window, (height, width))
         else:
             out = out.transpose(1, 2).reshape(batch, height, width, channels)
         return linear(out, self.proj)
@@ -300,10 +297,10 @@ def _tiles(size: int, window: int) -> Iterator[tuple[slice, slice, slice]]:
 
 def split_windows(
     qkv: torch.Tensor, heads: int, window: int, fill: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(B, H, W, 3C)`` projections -> contiguous query, key, value ``(B * windows, heads,
     window², C/heads)``, windows in row-major order over the grid padded at the bottom and
-    right to multiples of ``window``; also returns the padded ``(Hp, Wp)``.
+    right to multiples of ``window``.
 
     Padding tokens get ``fill`` ``(3C,)`` (zeros when None): SAM pads the tokens with zeros
     before the projection, which projects them to the qkv bias. One copy: each projection goes
@@ -325,7 +322,7 @@ def split_windows(
     if width % window:
         grid[:, :, :, -1, width % window :] = value
     query, key, value = out.view(3, -1, heads, window * window, out.shape[-1]).unbind(0)
-    return query, key, value, (rows * window, cols * window)
+    return query, key, value
 
 
 def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -337,13 +334,21 @@ def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tens
     return query, key, value
 
 
-def merge_windows(out: torch.Tensor, window: int, padded: tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`split_windows` for one tensor: ``(B * windows, heads,
-    window², d)`` -> ``(B, Hp, Wp, heads * d)``."""
-    hp, wp = padded
-    _, heads, _, dim = out.shape
-    grid = out.view(-1, hp // window, wp // window, heads, window, window, dim)
-    return grid.permute(0, 1, 4, 2, 5, 3, 6).reshape(-1, hp, wp, heads * dim)
+def merge_windows(x: torch.Tensor, window: int, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`split_windows` for one tensor, the padding dropped: ``(B * windows,
+    heads, window², d)`` -> contiguous ``(B, H, W, heads * d)`` for ``size`` = (H, W), in one
+    copy."""
+    height, width = size
+    rows, cols = -(-height // window), -(-width // window)
+    _, heads, _, dim = x.shape
+    # (B, rows, wy, cols, wx, heads, d)
+    grid = x.view(-1, rows, cols, heads, window, window, dim).permute(0, 1, 4, 2, 5, 3, 6)
+    out = x.new_empty(grid.shape[0], height, width, heads * dim)
+    for ys, rows_part, wy in _tiles(height, window):
+        for xs, cols_part, wx in _tiles(width, window):
+            source = grid[:, rows_part, wy, cols_part, wx]
+            out[:, ys, xs].view(source.shape).copy_(source)
+    return out
 
 
 class VisionLayer(nn.Module):
