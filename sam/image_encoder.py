@@ -260,7 +260,7 @@ class VisionAttention(nn.Module):
         projection runs after the padding is cropped away (16% fewer rows in both).
         """
         batch, height, width, channels = hidden_states.shape
-        qkv = linear(hidden_states, self.qkv)
+        qkv = linear(hidden_states, self.qkv.weight, self.qkv.bias)
         window = self.window_size
         if window > 0:
             query, key, value = split_windows(qkv, self.num_attention_heads, window, self.qkv.bias)
@@ -282,7 +282,7 @@ class VisionAttention(nn.Module):
             out = merge_windows(out, window, (height, width))
         else:
             out = out.transpose(1, 2).reshape(batch, height, width, channels)
-        return linear(out, self.proj)
+        return linear(out, self.proj.weight, self.proj.bias)
 
 
 def _tiles(size: int, window: int) -> Iterator[tuple[slice, slice, slice]]:

@@ -33,8 +33,11 @@ _ONEDNN_LINEAR = {
 }
 
 
-def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tensor:
-    """``layer(x)``, then the exact (erf) GELU when ``gelu``: ``(..., in) -> (..., out)``.
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
+) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, then the exact (erf) GELU when ``gelu``: ``(..., in)``,
+    ``(out, in)``, ``(out,)`` -> ``(..., out)``.
 
     Without gradients on the CPU this is one oneDNN primitive that adds the bias (and applies
     the GELU) to each output tile while it is in cache, where ``F.linear`` first copies the
@@ -46,14 +49,14 @@ def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False) -> torch.Tenso
     if (
         x.device.type == "cpu"
         and not torch.is_grad_enabled()
-        and x.dtype == layer.weight.dtype
+        and x.dtype == weight.dtype
         and _ONEDNN_LINEAR.get(x.dtype, False)
         and torch.backends.mkldnn.enabled
     ):
         return torch.ops.mkldnn._linear_pointwise(
-            x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else ""
+            x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else ""
         )
-    out = F.linear(x, layer.weight, layer.bias)
+    out = F.linear(x, weight, bias)
     if not gelu:
         return out
     # In place without gradients (autograd needs GELU's input): one buffer less at the peak.
@@ -71,8 +74,10 @@ class MLPBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
-            return linear(linear(x, self.lin1, gelu=True), self.lin2)
-        return linear(self.act(linear(x, self.lin1)), self.lin2)
+            hidden = linear(x, self.lin1.weight, self.lin1.bias, gelu=True)
+        else:
+            hidden = self.act(linear(x, self.lin1.weight, self.lin1.bias))
+        return linear(hidden, self.lin2.weight, self.lin2.bias)
 
 
 class LayerNorm2d(nn.LayerNorm):

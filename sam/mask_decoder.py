@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MaskDecoderConfig
-from .layers import FeedForward, LayerNorm2d, MLPBlock
+from .layers import FeedForward, LayerNorm2d, MLPBlock, linear
 
 
 class Attention(nn.Module):
@@ -317,7 +317,7 @@ class MaskDecoder(nn.Module):
         x = _transposed_conv_2x2(keys.reshape(-1, keys.shape[-1]), conv1)  # rows (b,i,j,di,dj)
         x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         x = self.activation(x)
-        x = self.activation(_transposed_conv_2x2(x, conv2))  # rows (b, i, j, di, dj, ei, ej)
+        x = _transposed_conv_2x2(x, conv2, gelu=True)  # rows (b, i, j, di, dj, ei, ej)
         channels = x.shape[-1]
         masks = hyper_in @ x.view(batch, -1, channels).transpose(1, 2)  # (B, K, h*w*16)
         k = hyper_in.shape[1]
@@ -325,11 +325,13 @@ class MaskDecoder(nn.Module):
         return masks.reshape(batch, k, 4 * height, 4 * width)
 
 
-def _transposed_conv_2x2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+def _transposed_conv_2x2(
+    x: torch.Tensor, conv: nn.ConvTranspose2d, gelu: bool = False
+) -> torch.Tensor:
     """A 2x2 stride-2 ``ConvTranspose2d`` on pixels as rows: ``(N, Cin)`` -> ``(4N, Cout)``,
     each input pixel's outputs for (di, dj) = (0, 0), (0, 1), (1, 0), (1, 1) in turn:
-    ``out[2i+di, 2j+dj] = x[i, j] @ W[:, :, di, dj] + b``."""
+    ``out[2i+di, 2j+dj] = x[i, j] @ W[:, :, di, dj] + b``; then the exact GELU when ``gelu``."""
     cin, cout = conv.weight.shape[:2]
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(cin, 4 * cout)
-    bias = conv.bias.repeat(4) if conv.bias is not None else x.new_zeros(4 * cout)
-    return torch.addmm(bias, x, weight).view(-1, cout)
+    weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * cout, cin)  # rows (di, dj, cout)
+    bias = conv.bias.repeat(4) if conv.bias is not None else None
+    return linear(x, weight, bias, gelu=gelu).view(-1, cout)

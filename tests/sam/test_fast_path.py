@@ -385,9 +385,15 @@ def test_decoder_pieces_equal_their_plain_forms(tiny_checkpoint):
     )
     conv = model.mask_decoder.upscale_conv1
     x = torch.randn(2, 64, 5, 6, generator=gen)
-    rows = _transposed_conv_2x2(x.permute(0, 2, 3, 1).reshape(-1, 64), conv)
-    got = rows.view(2, 5, 6, 2, 2, -1).permute(0, 5, 1, 3, 2, 4).reshape(2, -1, 10, 12)
-    torch.testing.assert_close(got, conv(x), atol=1e-5, rtol=0)
+    expected = conv(x).detach()
+    pixels = x.permute(0, 2, 3, 1).reshape(-1, 64)
+    for fused in (False, True):  # F.linear while gradients are on, oneDNN's linear without
+        with torch.inference_mode(fused):
+            rows = _transposed_conv_2x2(pixels, conv)
+            with_gelu = _transposed_conv_2x2(pixels, conv, gelu=True)
+        got = rows.view(2, 5, 6, 2, 2, -1).permute(0, 5, 1, 3, 2, 4).reshape(2, -1, 10, 12)
+        torch.testing.assert_close(got.detach(), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(with_gelu.detach(), F.gelu(rows.detach()), atol=1e-5, rtol=0)
 
 
 def test_folded_token_to_image_attention_equals_plain(tiny_checkpoint):

@@ -1,4 +1,4 @@
-"""sam.layers.linear: the fused oneDNN path gives what nn.Linear (+ GELU) gives."""
+"""sam.layers.linear: the fused oneDNN path gives what F.linear (+ GELU) gives."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_fp32_matches_nn_linear(layer, gelu, shape, strided):
     if strided:  # a permuted view, as attention hands over
         x = x.transpose(1, 2)
     with torch.inference_mode():
-        out = linear(x, layer, gelu=gelu)
+        out = linear(x, layer.weight, layer.bias, gelu=gelu)
     assert out.shape == (*x.shape[:-1], 80) and out.dtype == torch.float32
     torch.testing.assert_close(out.double(), reference(x, layer, gelu), rtol=1e-5, atol=1e-5)
 
@@ -40,7 +40,7 @@ def test_without_bias(layer):
     no_bias = nn.Linear(48, 80, bias=False)
     x = torch.randn(9, 48)
     with torch.inference_mode():
-        out = linear(x, no_bias)
+        out = linear(x, no_bias.weight)
     torch.testing.assert_close(out, x @ no_bias.weight.T, rtol=1e-5, atol=1e-5)
 
 
@@ -52,7 +52,7 @@ def test_bf16_within_bf16_rounding(layer, gelu):
     layer = layer.to(torch.bfloat16)
     x = torch.randn(64, 48).to(torch.bfloat16)
     with torch.inference_mode():
-        out = linear(x, layer, gelu=gelu)
+        out = linear(x, layer.weight, layer.bias, gelu=gelu)
     assert out.dtype == torch.bfloat16
     ref = reference(x, layer, gelu)
     # bf16 keeps 8 bits of mantissa: one rounding of the output, relative to its scale.
@@ -61,7 +61,7 @@ def test_bf16_within_bf16_rounding(layer, gelu):
 
 def test_with_gradients_falls_back_to_autograd(layer):
     x = torch.randn(5, 48, requires_grad=True)
-    out = linear(x, layer, gelu=True)
+    out = linear(x, layer.weight, layer.bias, gelu=True)
     out.sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
     torch.testing.assert_close(
@@ -72,9 +72,9 @@ def test_with_gradients_falls_back_to_autograd(layer):
 def test_fallback_gives_the_same_result(layer, monkeypatch):
     x = torch.randn(33, 48)
     with torch.inference_mode():
-        fused = linear(x, layer, gelu=True)
+        fused = linear(x, layer.weight, layer.bias, gelu=True)
         monkeypatch.setattr(layers, "_ONEDNN_LINEAR", {})
-        plain = linear(x, layer, gelu=True)
+        plain = linear(x, layer.weight, layer.bias, gelu=True)
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
 
 
