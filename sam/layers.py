@@ -19,12 +19,21 @@ def activation(name: str) -> nn.Module:
 
 
 def _onednn_linear_available(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's fused linear (a private op of PyTorch's CPU builds) runs at ``dtype``
+    here: probed once, so a PyTorch build without it, or with another signature, falls back."""
     if not torch.backends.mkldnn.is_available():
         return False
-    if dtype == torch.float32:
-        return True
     # bf16 only where oneDNN has real kernels for it (native bf16); elsewhere it would emulate.
-    return dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    try:
+        with torch.inference_mode():
+            x, w, b = torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype), torch.ones(4)
+            out = torch.ops.mkldnn._linear_pointwise(x, w, b.to(dtype), "gelu", [], "none")
+    except (RuntimeError, AttributeError, TypeError):
+        return False
+    expected = F.gelu(torch.full((2, 4), 4.0))  # 1·1·3 + 1, through the GELU
+    return out.shape == (2, 4) and bool(torch.allclose(out.float(), expected, rtol=1e-2))
 
 
 # Dtypes for which :func:`linear` takes oneDNN's fused primitive on the CPU.

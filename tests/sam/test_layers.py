@@ -87,3 +87,12 @@ def test_mlp_block_matches_its_layers(act):
     with torch.inference_mode():
         out = mlp(x)
     torch.testing.assert_close(out, expected.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_torch_without_the_fused_op_falls_back(monkeypatch):
+    def missing(*args, **kwargs):
+        raise RuntimeError("No such operator mkldnn::_linear_pointwise")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", missing)
+    assert not layers._onednn_linear_available(torch.float32)
+    assert not layers._onednn_linear_available(torch.bfloat16)
