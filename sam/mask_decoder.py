@@ -238,7 +238,6 @@ class MaskDecoder(nn.Module):
         self.upscale_conv1 = nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2)
         self.upscale_layer_norm = LayerNorm2d(dim // 4, eps=config.layer_norm_eps)
         self.upscale_conv2 = nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2)
-        self.activation = nn.GELU()
         self.output_hypernetworks_mlps = nn.ModuleList(
             FeedForward(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
         )
@@ -315,8 +314,9 @@ class MaskDecoder(nn.Module):
             self.upscale_layer_norm,
         )
         x = _transposed_conv_2x2(keys.reshape(-1, keys.shape[-1]), conv1)  # rows (b,i,j,di,dj)
-        x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        x = self.activation(x)
+        # SAM's upscaling activation is the exact GELU, whatever the config's hidden_act; the
+        # second one rides in the transposed convolution's matmul.
+        x = F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
         x = _transposed_conv_2x2(x, conv2, gelu=True)  # rows (b, i, j, di, dj, ei, ej)
         channels = x.shape[-1]
         masks = hyper_in @ x.view(batch, -1, channels).transpose(1, 2)  # (B, K, h*w*16)
