@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sam import SamPredictor
+from sam.cache import array_digest
 from sam.errors import PromptError
 from sam.masks import mask_to_logits
 
@@ -28,7 +29,6 @@ from .state import (
     Prompt,
     Session,
     frozen,
-    image_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 def image_ref(image: np.ndarray, name: str, media_dir: Path) -> ImageRef:
     """An opened image: read-only pixels, content key, and the JPEG the browser shows."""
     image = frozen(np.ascontiguousarray(image))
-    key = image_key(image)
+    key = array_digest(image)
     path = write_display_image(image, key, media_dir)
     return ImageRef(key=key, array=image, name=name, display_path=str(path))
 
@@ -62,7 +62,7 @@ def encode(session: Session, predictor: SamPredictor) -> str:
     doc = session.doc
     if doc.image is None:
         raise PromptError("Open an image first.")
-    predictor.set_image(doc.image.array)
+    predictor.set_image(doc.image.array, digest=doc.image.key)
     return predictor.embedding_source
 
 
@@ -78,7 +78,7 @@ def predict(doc: Doc, prompt: Prompt, predictor: SamPredictor) -> Candidates:
     """
     if doc.image is None:
         raise PromptError("Open an image first.")
-    predictor.set_image(doc.image.array)
+    predictor.set_image(doc.image.array, digest=doc.image.key)
     # Re-editing refines the object's mask: even a first click must feed it as mask_input
     # (objects imported or reloaded without clicks start from their mask alone).
     multimask = prompt.wants_candidates() and doc.editing is None

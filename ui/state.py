@@ -10,7 +10,6 @@ two tabs never see each other's work.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,13 +34,6 @@ def frozen(array: np.ndarray) -> np.ndarray:
     """Mark ``array`` read-only: docs share arrays, so an in-place edit would rewrite history."""
     array.flags.writeable = False
     return array
-
-
-def image_key(image: np.ndarray) -> str:
-    """Content digest of an RGB image (same pixels -> same key, whatever the file name)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=12)
-    digest.update(repr(image.shape).encode())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -164,7 +156,7 @@ class AnnotatedObject:
 
 @dataclass(frozen=True)
 class ImageRef:
-    key: str
+    key: str  # sam.cache.array_digest of the pixels: the engine's cache key too
     array: np.ndarray  # (H, W, 3) uint8 RGB, read-only
     name: str
     display_path: str  # downscaled JPEG the browser shows

@@ -88,6 +88,30 @@ def test_second_set_image_uses_cache(model, encoder_calls, photos):
     np.testing.assert_array_equal(a[2], b[2])
 
 
+def test_a_known_digest_skips_hashing_and_hits_the_same_entry(
+    model, encoder_calls, photos, monkeypatch
+):
+    import sam.predictor
+    from sam.cache import array_digest
+
+    dog = photos["dog.jpg"]
+    digest = array_digest(dog)
+    SamPredictor(model).set_image(dog)
+
+    def no_hashing(array):
+        raise AssertionError("hashed although the digest was given")
+
+    monkeypatch.setattr(sam.predictor, "array_digest", no_hashing)
+    again = SamPredictor(model)
+    again.set_image(dog, digest=digest)
+    assert again.cache_hit and len(encoder_calls) == 1
+    a = again.predict(np.array([[300, 300]]), np.array([1]))
+    fresh = SamPredictor(model)
+    fresh.set_image(dog, digest=digest)
+    b = fresh.predict(np.array([[300, 300]]), np.array([1]))
+    np.testing.assert_array_equal(a[2], b[2])
+
+
 def test_cache_is_bounded_in_bytes(model, encoder_calls, photos):
     embedding_bytes = 64 * 64 * 64 * 4  # tiny model: (1, 64, 64, 64) float32
     model.set_cache_bytes(2 * embedding_bytes + 100)

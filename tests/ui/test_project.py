@@ -257,8 +257,8 @@ def test_import_png_and_coco_then_edit_seeds_mask_input(app, folder, tmp_path):
         def __init__(self) -> None:
             self.inner = real()
 
-        def set_image(self, image):
-            self.inner.set_image(image)
+        def set_image(self, image, digest=None):
+            self.inner.set_image(image, digest)
 
         def predict(self, **kw):
             seen.update(kw)
