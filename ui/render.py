@@ -1,6 +1,6 @@
 """Drawing for the page: mask overlays, candidate thumbnails, and the HTML of the custom widgets.
 
-Pure numpy/PIL/string code with no Gradio and no tensors, so it is fast to test. Masks are
+Plain numpy/PIL/OpenCV/string code with no Gradio and no tensors, so it is fast to test. Masks are
 displayed at a capped resolution (the browser scales the overlay over the photo anyway); exports
 never go through here and stay at the original size.
 """
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -89,80 +90,119 @@ def sample_mask(
     c0, c1 = np.searchsorted(cols, [mask.left, mask.left + w])
     if r1 <= r0 or c1 <= c0:
         return None
-    sub = mask.crop[np.ix_(rows[r0:r1] - mask.top, cols[c0:c1] - mask.left)]
+    # Rows, then columns: two gathers of whole lines, 5x faster than one np.ix_ gather.
+    sub = mask.crop[rows[r0:r1] - mask.top][:, cols[c0:c1] - mask.left]
     return slice(int(r0), int(r1)), slice(int(c0), int(c1)), sub
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
 def outline(sub: np.ndarray, width: int = 1) -> np.ndarray:
-    """Pixels of ``sub`` that touch the outside (a ``width``-pixel inner contour)."""
-    inner = sub.copy()
-    for _ in range(width):
-        padded = np.pad(inner, 1, constant_values=False)
-        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return sub & ~inner
+    """Pixels of ``sub`` (bool) within ``width`` steps of its outside (4-neighbour steps; the
+    outside of the array counts as outside the mask): an inner contour."""
+    inner = cv2.erode(
+        np.ascontiguousarray(sub).view(np.uint8),
+        _CROSS,
+        iterations=width,
+        borderType=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return sub & ~inner.view(bool)
+
+
+class Palette:
+    """The RGBA colours of an indexed overlay, numbered as they are first asked for; index 0 is
+    transparent."""
+
+    def __init__(self) -> None:
+        self._index: dict[tuple[int, ...], int] = {(0, 0, 0, 0): 0}
+
+    def __call__(self, rgb: tuple[int, int, int], alpha: int) -> int:
+        """The index of ``rgb`` at ``alpha``, added when new."""
+        return self._index.setdefault((*rgb, alpha), len(self._index))
+
+    def rgba(self) -> np.ndarray:
+        """``(n, 4)`` uint8: row ``i`` is the colour of index ``i``."""
+        return np.array(list(self._index), dtype=np.uint8)
 
 
 def _paint(
     canvas: np.ndarray,
     mask: Mask,
     grid: tuple[np.ndarray, np.ndarray],
-    rgb: tuple[int, int, int],
-    fill_alpha: int,
-    line_rgb: tuple[int, int, int] | None = None,
+    fill: int,
+    line: int,
     line_width: int = 1,
 ) -> None:
+    """Paint ``mask`` into the index map ``canvas`` as palette index ``fill``, its
+    ``line_width``-pixel contour as ``line``."""
     placed = sample_mask(mask, *grid)
     if placed is None:
         return
     rs, cs, sub = placed
     region = canvas[rs, cs]
-    region[sub] = (*rgb, fill_alpha)
-    region[outline(sub, line_width)] = (*(line_rgb or rgb), 255)
+    region[sub] = fill
+    region[outline(sub, line_width)] = line
 
 
-def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.ndarray | None:
-    """Objects (unless hidden or 'only current') and the current mask, as ``(h, w, 4)`` RGBA."""
+def overlay_indexed(
+    session: Session, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Objects (unless hidden or 'only current'), the current mask and any proposals as an index
+    map ``(h, w)`` uint16 with its palette ``(n, 4)`` uint8 RGBA.
+
+    Painting one index per pixel instead of four channels, and sending few colours as a palette
+    PNG, is what keeps a click's redraw cheap (:func:`overlay_data_uri`).
+    """
     doc, view = session.doc, session.view
     if doc.image is None:
         return None
     height, width = doc.image.size
     out_h, out_w = size or display_size(height, width)
     grid = sample_grid(height, width, out_h, out_w)
-    canvas = np.zeros((out_h, out_w, 4), dtype=np.uint8)
+    canvas = np.zeros((out_h, out_w), dtype=np.uint16)
+    palette = Palette()
     alpha = round(255 * min(max(view.opacity, 0.0), 1.0))
     if not view.only_current:
         for obj in doc.objects:
             if obj.hidden or obj.id == doc.editing:
                 continue
+            rgb = hex_to_rgb(doc.color_of(obj))
             selected = obj.id == session.selected_object
-            _paint(
-                canvas,
-                obj.mask,
-                grid,
-                hex_to_rgb(doc.color_of(obj)),
-                alpha,
-                CURRENT_OUTLINE if selected else None,
-                2 if selected else 1,
-            )
+            line = palette(CURRENT_OUTLINE if selected else rgb, 255)
+            _paint(canvas, obj.mask, grid, palette(rgb, alpha), line, 2 if selected else 1)
     if doc.candidates is not None:
-        _paint(
-            canvas, doc.candidates.mask, grid, hex_to_rgb(current_color(session)), alpha,
-            CURRENT_OUTLINE, 2,
-        )  # fmt: skip
+        rgb = hex_to_rgb(current_color(session))
+        fill, line = palette(rgb, alpha), palette(CURRENT_OUTLINE, 255)
+        _paint(canvas, doc.candidates.mask, grid, fill, line, 2)
     if doc.proposals is not None:
-        _paint_proposals(canvas, doc.proposals, grid, alpha)
-    return canvas
+        _paint_proposals(canvas, doc.proposals, grid, alpha, palette)
+    return canvas, palette.rgba()
+
+
+def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """:func:`overlay_indexed` as ``(h, w, 4)`` uint8 RGBA."""
+    indexed = overlay_indexed(session, size)
+    if indexed is None:
+        return None
+    canvas, palette = indexed
+    return palette[canvas]
 
 
 def _paint_proposals(
-    canvas: np.ndarray, proposals: Proposals, grid: tuple[np.ndarray, np.ndarray], alpha: int
+    canvas: np.ndarray,
+    proposals: Proposals,
+    grid: tuple[np.ndarray, np.ndarray],
+    alpha: int,
+    palette: Palette,
 ) -> None:
     """Each proposal in its own colour, largest first so small ones stay visible (and
     clickable: a click toggles the smallest under the pointer). Accepted ones are filled
     strongly with a white contour; the others are lighter, with a contour in their colour.
 
     A hundred proposals are drawn on every toggle, so they are painted as proposal indices
-    into two int maps (fill, contour) and coloured in one lookup at the end.
+    into two int maps (fill, contour) and turned into palette indices in one lookup at the end.
     """
     n = len(proposals.items)
     height, width = canvas.shape[:2]
@@ -181,16 +221,16 @@ def _paint_proposals(
         edge[outline(sub, 3 if p.accepted else 2)] = i
     pale = max(40, round(alpha * 0.55))
     strong = max(150, alpha)
-    fill_rgba = np.zeros((n + 1, 4), dtype=np.uint8)
-    line_rgba = np.zeros((n + 1, 4), dtype=np.uint8)
+    fill_index = np.zeros(n + 1, dtype=canvas.dtype)
+    line_index = np.zeros(n + 1, dtype=canvas.dtype)
     for i, p in enumerate(proposals.items):
         rgb = hex_to_rgb(p.color)
-        fill_rgba[i] = (*rgb, strong if p.accepted else pale)
-        line_rgba[i] = (*(CURRENT_OUTLINE if p.accepted else rgb), 255)
+        fill_index[i] = palette(rgb, strong if p.accepted else pale)
+        line_index[i] = palette(CURRENT_OUTLINE if p.accepted else rgb, 255)
     drawn = fill < n
-    canvas[drawn] = fill_rgba[fill[drawn]]
+    canvas[drawn] = fill_index[fill[drawn]]
     edged = line < n
-    canvas[edged] = line_rgba[line[edged]]
+    canvas[edged] = line_index[line[edged]]
 
 
 def current_color(session: Session) -> str:
@@ -201,10 +241,20 @@ def current_color(session: Session) -> str:
     return lab.color if lab else "#4e79a7"
 
 
-def png_data_uri(rgba: np.ndarray) -> str:
+def overlay_data_uri(canvas: np.ndarray, palette: np.ndarray) -> str:
+    """The index map ``canvas`` with its RGBA ``palette`` as a PNG data URI: a palette PNG (one
+    byte a pixel, alpha in its tRNS chunk) up to 256 colours, else RGBA.
+
+    Level 1 compression: overlays change on every click. An 853x1280 overlay, 2 Zen 3 cores:
+    6 ms and 65 KB as a palette PNG, 45-56 ms and 165 KB as RGBA.
+    """
     buf = io.BytesIO()
-    # Level 1: overlays change on every click; speed matters more than a few KB.
-    Image.fromarray(rgba).save(buf, format="PNG", compress_level=1)
+    if len(palette) <= 256:
+        image = Image.fromarray(canvas.astype(np.uint8), mode="P")
+        image.putpalette(palette[:, :3].tobytes())
+        image.save(buf, format="PNG", compress_level=1, transparency=palette[:, 3].tobytes())
+    else:
+        Image.fromarray(palette[canvas]).save(buf, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -268,9 +318,9 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
         f'<div class="sam-canvas" style="--ar:{width / height:.6f}">',
         f'<img class="sam-base" alt="" draggable="false" src="{file_url(doc.image.display_path)}">',
     ]
-    rgba = overlay_rgba(session)
-    if rgba is not None and rgba[..., 3].any():
-        uri = png_data_uri(rgba)
+    indexed = overlay_indexed(session)
+    if indexed is not None and indexed[0].any():
+        uri = overlay_data_uri(*indexed)
         parts.append(f'<img class="sam-overlay" alt="" draggable="false" src="{uri}">')
     box = doc.prompt.box
     if box is not None:

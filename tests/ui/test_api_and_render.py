@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +82,50 @@ def test_overlay_geometry_and_display_cap(handlers, opened):
     mask = opened.doc.candidates.mask.to_array()
     # At full size the overlay covers exactly the mask (fill or outline).
     np.testing.assert_array_equal(full[..., 3] > 0, mask)
+
+
+def _decode_data_uri(uri: str) -> np.ndarray:
+    assert uri.startswith("data:image/png;base64,")
+    png = base64.b64decode(uri.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+
+def test_stage_overlay_png_is_the_overlay(handlers, opened):
+    """The page's overlay (a palette PNG) decodes to exactly the painted RGBA overlay, objects
+    and the current mask included."""
+    handlers.prompt(opened, {"kind": "point", "x": 500, "y": 375})
+    handlers.on_accept(opened)
+    handlers.prompt(opened, {"kind": "point", "x": 1500, "y": 500})
+    html = render.stage_html(opened)
+    uri = html.split('class="sam-overlay" alt="" draggable="false" src="', 1)[1].split('"', 1)[0]
+    expected = render.overlay_rgba(opened)
+    assert len(np.unique(expected.reshape(-1, 4), axis=0)) >= 4  # 2 fills, outlines, clear
+    np.testing.assert_array_equal(_decode_data_uri(uri), expected)
+
+
+def test_overlay_with_more_than_256_colours_is_sent_as_rgba():
+    rng = np.random.default_rng(0)
+    palette = np.concatenate([np.zeros((1, 4)), rng.integers(0, 256, (299, 4))]).astype(np.uint8)
+    canvas = rng.integers(0, 300, (40, 50)).astype(np.uint16)
+    np.testing.assert_array_equal(
+        _decode_data_uri(render.overlay_data_uri(canvas, palette)), palette[canvas]
+    )
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_outline_is_the_inner_contour(width):
+    """Pixels of the mask within ``width`` 4-neighbour steps of the outside (the array's
+    border counts as outside), against a plain shift-and-AND erosion."""
+    rng = np.random.default_rng(width)
+    sub = rng.random((37, 53)) > 0.35
+    inner = sub.copy()
+    for _ in range(width):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    np.testing.assert_array_equal(render.outline(sub, width), sub & ~inner)
+    strided = sub[:, ::2]  # a view, as masks cropped from a larger one are
+    expected = render.outline(strided.copy(), width)
+    np.testing.assert_array_equal(render.outline(strided, width), expected)
 
 
 def test_stage_markers_at_pixel_centres(handlers, opened):

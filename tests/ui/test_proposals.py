@@ -420,13 +420,16 @@ def test_proposal_overlay_equals_painting_each_in_turn():
         for i, (m, c) in enumerate(zip(masks, colors, strict=True))
     )
     grid = render.sample_grid(h, w, h, w)
-    fast = np.zeros((h, w, 4), np.uint8)
-    render._paint_proposals(fast, Proposals(items, "everything"), grid, 128)
-    slow = np.zeros((h, w, 4), np.uint8)
+    palette = render.Palette()
+    fast = np.zeros((h, w), np.uint16)
+    render._paint_proposals(fast, Proposals(items, "everything"), grid, 128, palette)
+    slow = np.zeros((h, w), np.uint16)
     for p in sorted(items, key=lambda p: -p.mask.area):
         rgb = render.hex_to_rgb(p.color)
         if p.accepted:
-            render._paint(slow, p.mask, grid, rgb, 150, render.CURRENT_OUTLINE, 3)
+            fill, line = palette(rgb, 150), palette(render.CURRENT_OUTLINE, 255)
+            render._paint(slow, p.mask, grid, fill, line, 3)
         else:
-            render._paint(slow, p.mask, grid, rgb, 70, rgb, 2)
-    np.testing.assert_array_equal(fast, slow)
+            render._paint(slow, p.mask, grid, palette(rgb, 70), palette(rgb, 255), 2)
+    assert len(np.unique(fast)) > 12  # every proposal shows, fill and contour
+    np.testing.assert_array_equal(palette.rgba()[fast], palette.rgba()[slow])
