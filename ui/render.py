@@ -422,14 +422,18 @@ def candidate_thumbnails(session: Session) -> list[str]:
     if doc.image is None or doc.candidates is None:
         return []
     left, top, right, bottom = _thumb_window(doc)
-    crop = doc.image.array[top:bottom, left:right]
     th, tw = display_size(bottom - top, right - left, THUMB_SIDE)
     rows, cols = sample_grid(bottom - top, right - left, th, tw)
-    base = crop[np.ix_(rows, cols)].astype(np.float32)
+    rows, cols = rows + top, cols + left  # pixels of the whole image
+    base = doc.image.array[rows][:, cols].astype(np.float32)
     rgb = np.array(hex_to_rgb(current_color(session)), dtype=np.float32)
     uris = []
     for mask in doc.candidates.masks:
-        sub = mask.to_array()[top:bottom, left:right][np.ix_(rows, cols)]
+        # Sampled from the mask's own crop: no full-size unpacking per candidate.
+        sub = np.zeros((th, tw), dtype=bool)
+        if (placed := sample_mask(mask, rows, cols)) is not None:
+            rs, cs, part = placed
+            sub[rs, cs] = part
         img = base.copy()
         img[sub] = img[sub] * 0.45 + rgb * 0.55
         img[outline(sub)] = (255, 255, 255)

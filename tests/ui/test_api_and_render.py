@@ -128,6 +128,28 @@ def test_outline_is_the_inner_contour(width):
     np.testing.assert_array_equal(render.outline(strided, width), expected)
 
 
+def test_candidate_thumbnails_show_each_mask_on_the_photo(handlers, opened):
+    """Each thumbnail is the shared window of the photo with its candidate tinted and
+    outlined, against a plain full-size computation."""
+    handlers.prompt(opened, {"kind": "point", "x": 500, "y": 375})
+    doc = opened.doc
+    uris = render.candidate_thumbnails(opened)
+    left, top, right, bottom = render._thumb_window(doc)
+    th, tw = render.display_size(bottom - top, right - left, render.THUMB_SIDE)
+    rows, cols = render.sample_grid(bottom - top, right - left, th, tw)
+    base = doc.image.array[top:bottom, left:right][np.ix_(rows, cols)].astype(np.float32)
+    rgb = np.array(render.hex_to_rgb(render.current_color(opened)), dtype=np.float32)
+    expected = []
+    for mask in doc.candidates.masks:
+        sub = mask.to_array()[top:bottom, left:right][np.ix_(rows, cols)]
+        img = base.copy()
+        img[sub] = img[sub] * 0.45 + rgb * 0.55
+        img[render.outline(sub)] = (255, 255, 255)
+        expected.append(render.jpeg_data_uri(img.astype(np.uint8)))
+    assert len(uris) == 3 and len(set(uris)) == 3
+    assert uris == expected
+
+
 def test_stage_markers_at_pixel_centres(handlers, opened):
     handlers.prompt(opened, {"kind": "point", "x": 899, "y": 599})
     html = render.stage_html(opened)
