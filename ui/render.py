@@ -181,15 +181,6 @@ def overlay_indexed(
     return canvas, palette.rgba()
 
 
-def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.ndarray | None:
-    """:func:`overlay_indexed` as ``(h, w, 4)`` uint8 RGBA."""
-    indexed = overlay_indexed(session, size)
-    if indexed is None:
-        return None
-    canvas, palette = indexed
-    return palette[canvas]
-
-
 def _paint_proposals(
     canvas: np.ndarray,
     proposals: Proposals,

@@ -74,11 +74,19 @@ def test_build_demo_exposes_only_predict(manager, tmp_path):
     assert public == ["predict"]
 
 
+def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The page's overlay as ``(h, w, 4)`` RGBA: the index map looked up in its palette."""
+    indexed = render.overlay_indexed(session, size)
+    assert indexed is not None
+    canvas, palette = indexed
+    return palette[canvas]
+
+
 def test_overlay_geometry_and_display_cap(handlers, opened):
     handlers.prompt(opened, {"kind": "point", "x": 500, "y": 375})
-    rgba = render.overlay_rgba(opened)
+    rgba = overlay_rgba(opened)
     assert rgba.shape == (853, 1280, 4)  # 1800x1200 shown at most 1280 wide
-    full = render.overlay_rgba(opened, size=(1200, 1800))
+    full = overlay_rgba(opened, size=(1200, 1800))
     mask = opened.doc.candidates.mask.to_array()
     # At full size the overlay covers exactly the mask (fill or outline).
     np.testing.assert_array_equal(full[..., 3] > 0, mask)
@@ -98,7 +106,7 @@ def test_stage_overlay_png_is_the_overlay(handlers, opened):
     handlers.prompt(opened, {"kind": "point", "x": 1500, "y": 500})
     html = render.stage_html(opened)
     uri = html.split('class="sam-overlay" alt="" draggable="false" src="', 1)[1].split('"', 1)[0]
-    expected = render.overlay_rgba(opened)
+    expected = overlay_rgba(opened)
     assert len(np.unique(expected.reshape(-1, 4), axis=0)) >= 4  # 2 fills, outlines, clear
     np.testing.assert_array_equal(_decode_data_uri(uri), expected)
 
