@@ -67,7 +67,7 @@ class SamPredictor:
         end that makes a predictor per request). It must be the digest of this very image:
         another one would serve that image's embedding.
         """
-        array = load_image(image, max_pixels=None)
+        array = load_image(image, max_pixels=None, copy=False)  # only read here
         key = f"{digest or array_digest(array)}:{self.model.dtype}"
         self._embedding, self.cache_hit = self.model.embedding_cache.get_or_compute(
             key, lambda: self._load_or_encode(key, array)

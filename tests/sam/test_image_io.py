@@ -120,6 +120,17 @@ def test_result_is_a_new_array_the_caller_owns() -> None:
     np.testing.assert_array_equal(source, original)
 
 
+def test_copy_false_lends_an_rgb_array_and_converts_anything_else() -> None:
+    source = pattern()
+    assert load_image(source, copy=False) is source
+    gray = source[..., 0].copy()
+    np.testing.assert_array_equal(load_image(gray, copy=False), load_image(gray))
+    strided = source[:, ::2]
+    lent = load_image(strided, copy=False)
+    assert lent.flags.c_contiguous
+    np.testing.assert_array_equal(lent, strided)
+
+
 # -- EXIF orientation ---------------------------------------------------------------------
 
 
