@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = REPO.parent / "shared" / "images" / "truck.jpg"
+DEFAULT_IMAGE = REPO / "static" / "examples" / "truck.jpg"
 
 # Vision dims of the released checkpoints (HF SamVisionConfig keys); decoder dims are shared.
 MODEL_DIMS: dict[str, dict[str, Any]] = {

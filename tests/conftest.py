@@ -11,7 +11,8 @@ from checkpoints import TINY_DIMS, random_hf_sam, save_hf_checkpoint, save_meta_
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_IMAGES = REPO.parent / "shared" / "images"
+# The photos ship with the app (static/examples/), so a bare clone runs the whole suite.
+EXAMPLE_PHOTOS = REPO / "static" / "examples"
 PHOTO_NAMES = ("dog.jpg", "dogs.jpg", "groceries.jpg", "truck.jpg")
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,18 +23,18 @@ os.environ.setdefault("SAM_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")
-def shared_images() -> Path:
-    """The real photos in ``../shared/images`` beside the checkout."""
-    missing = [n for n in PHOTO_NAMES if not (SHARED_IMAGES / n).is_file()]
+def example_photos() -> Path:
+    """The real photos the app ships as examples (``static/examples``)."""
+    missing = [n for n in PHOTO_NAMES if not (EXAMPLE_PHOTOS / n).is_file()]
     if missing:
-        pytest.fail(f"test photos missing from {SHARED_IMAGES}: {missing}")
-    return SHARED_IMAGES
+        pytest.fail(f"example photos missing from {EXAMPLE_PHOTOS}: {missing}")
+    return EXAMPLE_PHOTOS
 
 
 @pytest.fixture(scope="session")
-def photos(shared_images: Path) -> dict[str, np.ndarray]:
-    """Each shared photo as ``(H, W, 3) uint8`` RGB, decoded by Pillow directly."""
-    return {n: np.asarray(Image.open(shared_images / n).convert("RGB")) for n in PHOTO_NAMES}
+def photos(example_photos: Path) -> dict[str, np.ndarray]:
+    """Each example photo as ``(H, W, 3) uint8`` RGB, decoded by Pillow directly."""
+    return {n: np.asarray(Image.open(example_photos / n).convert("RGB")) for n in PHOTO_NAMES}
 
 
 @pytest.fixture(scope="session")

@@ -106,12 +106,12 @@ def test_host_flag_defaults_to_loopback_and_auth_is_checked(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def project_app(manager: ModelManager, shared_images: Path, tmp_path_factory):
+def project_app(manager: ModelManager, example_photos: Path, tmp_path_factory):
     """The app serving a folder of images, with a secret file beside the folder."""
     root = tmp_path_factory.mktemp("served")
     folder = root / "images"
     folder.mkdir()
-    shutil.copy(shared_images / "truck.jpg", folder / "truck.jpg")
+    shutil.copy(example_photos / "truck.jpg", folder / "truck.jpg")
     (root / "secret.txt").write_text("do not serve me")
     project = Project(folder)
     image_id = project.store.images()[0].id

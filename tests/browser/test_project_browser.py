@@ -20,11 +20,11 @@ NAMES = ("dog.jpg", "dogs.jpg", "truck.jpg")
 
 
 @pytest.fixture
-def folder(tmp_path: Path, shared_images: Path) -> Path:
+def folder(tmp_path: Path, example_photos: Path) -> Path:
     images = tmp_path / "images"
     images.mkdir()
     for name in NAMES:
-        shutil.copy(shared_images / name, images / name)
+        shutil.copy(example_photos / name, images / name)
     return images
 
 

@@ -24,9 +24,9 @@ def test_help():
     assert result.returncode == 0 and "--negative" in result.stdout
 
 
-def test_predict_writes_the_best_mask(tiny_checkpoint, shared_images, tmp_path):
+def test_predict_writes_the_best_mask(tiny_checkpoint, example_photos, tmp_path):
     out = tmp_path / "out" / "mask.png"
-    image_path = shared_images / "truck.jpg"
+    image_path = example_photos / "truck.jpg"
     result = run_cli(
         "predict",
         "--model",
@@ -58,13 +58,13 @@ def test_predict_writes_the_best_mask(tiny_checkpoint, shared_images, tmp_path):
     np.testing.assert_array_equal(written == 255, masks[0])
 
 
-def test_bad_model_path_is_a_message_not_a_traceback(shared_images, tmp_path):
+def test_bad_model_path_is_a_message_not_a_traceback(example_photos, tmp_path):
     result = run_cli(
         "predict",
         "--model",
         str(tmp_path / "missing.pth"),
         "--image",
-        str(shared_images / "dog.jpg"),
+        str(example_photos / "dog.jpg"),
         "--point",
         "1",
         "1",
@@ -95,7 +95,7 @@ def test_bad_image_is_a_message(tiny_checkpoint, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_everything_writes_coco_rle_json(tiny_checkpoint, shared_images, tmp_path):
+def test_everything_writes_coco_rle_json(tiny_checkpoint, example_photos, tmp_path):
     import json
 
     from pycocotools import mask as mask_utils
@@ -106,7 +106,7 @@ def test_everything_writes_coco_rle_json(tiny_checkpoint, shared_images, tmp_pat
         "--model",
         str(tiny_checkpoint),
         "--image",
-        str(shared_images / "dog.jpg"),
+        str(example_photos / "dog.jpg"),
         "--out",
         str(out),
         "--points-per-side",

@@ -29,11 +29,11 @@ def count_encodes(model, monkeypatch) -> list:
 
 
 @pytest.fixture
-def folder(tmp_path, shared_images):
+def folder(tmp_path, example_photos):
     images = tmp_path / "images"
     images.mkdir()
     for name in ("dog.jpg", "truck.jpg", "groceries.jpg"):
-        shutil.copy(shared_images / name, images / name)
+        shutil.copy(example_photos / name, images / name)
     return images
 
 

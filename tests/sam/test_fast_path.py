@@ -283,7 +283,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
-def test_cli_precision_flag(tiny_checkpoint, shared_images, tmp_path, precision):
+def test_cli_precision_flag(tiny_checkpoint, example_photos, tmp_path, precision):
     out = tmp_path / "mask.png"
     env = {k: v for k, v in os.environ.items() if k != device_mod.PRECISION_ENV}
     result = run_cli(
@@ -292,7 +292,7 @@ def test_cli_precision_flag(tiny_checkpoint, shared_images, tmp_path, precision)
         "--model",
         str(tiny_checkpoint),
         "--image",
-        str(shared_images / "dog.jpg"),
+        str(example_photos / "dog.jpg"),
         "--point",
         "400",
         "260",
@@ -313,13 +313,13 @@ def test_cli_precision_flag(tiny_checkpoint, shared_images, tmp_path, precision)
     assert f"({expected[precision]} encoder)" in result.stderr
 
 
-def test_cli_rejects_an_unknown_precision(tiny_checkpoint, shared_images, tmp_path):
+def test_cli_rejects_an_unknown_precision(tiny_checkpoint, example_photos, tmp_path):
     result = run_cli(
         "predict",
         "--model",
         str(tiny_checkpoint),
         "--image",
-        str(shared_images / "dog.jpg"),
+        str(example_photos / "dog.jpg"),
         "--point",
         "1",
         "1",

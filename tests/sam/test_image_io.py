@@ -17,7 +17,7 @@ from PIL import Image, ImageFile, ImageOps
 from sam.errors import ImageLoadError
 from sam.image_io import DEFAULT_MAX_PIXELS, load_image
 
-PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "images"
+PHOTOS = Path(__file__).resolve().parents[2] / "static" / "examples"
 PHOTO_NAMES = ("dog.jpg", "dogs.jpg", "groceries.jpg", "truck.jpg")
 ORIENTATION = 0x0112  # the EXIF Orientation tag
 
@@ -25,7 +25,7 @@ ORIENTATION = 0x0112  # the EXIF Orientation tag
 def photo(name: str = "dog.jpg") -> Path:
     path = PHOTOS / name
     if not path.is_file():
-        pytest.fail(f"test photo missing: {path} (the repo must sit next to shared/)")
+        pytest.fail(f"example photo missing: {path}")
     return path
 
 

@@ -63,10 +63,10 @@ def test_masks_are_the_thresholded_upscaled_logits(model, truck):
     np.testing.assert_array_equal(masks, (full > 0).numpy())
 
 
-def test_pil_and_path_inputs_equal_array(model, shared_images, truck):
+def test_pil_and_path_inputs_equal_array(model, example_photos, truck):
     predictor = SamPredictor(model)
     results = []
-    for image in (truck, Image.fromarray(truck), shared_images / "truck.jpg"):
+    for image in (truck, Image.fromarray(truck), example_photos / "truck.jpg"):
         predictor.set_image(image)
         results.append(predictor.predict(np.array([[700, 500]]), np.array([1]))[2])
     np.testing.assert_array_equal(results[0], results[1])

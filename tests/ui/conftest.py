@@ -28,8 +28,8 @@ def handlers(manager: ModelManager, tmp_path: Path) -> Handlers:
 
 
 @pytest.fixture(scope="session")
-def truck_path(shared_images: Path) -> Path:
-    return shared_images / "truck.jpg"
+def truck_path(example_photos: Path) -> Path:
+    return example_photos / "truck.jpg"
 
 
 @pytest.fixture(scope="session")

@@ -271,19 +271,19 @@ def test_stale_click_on_previous_image_is_ignored(handlers, opened):
     assert opened.message_is_error and opened.doc.prompt.empty
 
 
-def test_new_image_then_undo_brings_back_previous_work(handlers, opened, shared_images):
+def test_new_image_then_undo_brings_back_previous_work(handlers, opened, example_photos):
     click(handlers, opened, *POINT)
     handlers.on_accept(opened)
-    list(handlers.on_upload(opened, str(shared_images / "dog.jpg")))
+    list(handlers.on_upload(opened, str(example_photos / "dog.jpg")))
     assert opened.doc.image.name == "dog.jpg" and opened.doc.objects == ()
     handlers.on_undo(opened)
     assert opened.doc.image.name == "truck.jpg" and len(opened.doc.objects) == 1
 
 
-def test_two_sessions_do_not_interfere(handlers, truck_path, shared_images):
+def test_two_sessions_do_not_interfere(handlers, truck_path, example_photos):
     a, b = Session(), Session()
     list(handlers.on_upload(a, str(truck_path)))
-    list(handlers.on_upload(b, str(shared_images / "dog.jpg")))
+    list(handlers.on_upload(b, str(example_photos / "dog.jpg")))
     click(handlers, a, *POINT)
     handlers.on_accept(a)
     click(handlers, b, 100, 100)
@@ -338,8 +338,8 @@ def test_object_actions_on_missing_object_are_messages(handlers, opened, action)
     assert opened.message_is_error and "#99" in opened.message
 
 
-def test_example_gallery_opens_the_picked_photo(manager, tmp_path, shared_images):
-    examples = [shared_images / "dog.jpg", shared_images / "truck.jpg"]
+def test_example_gallery_opens_the_picked_photo(manager, tmp_path, example_photos):
+    examples = [example_photos / "dog.jpg", example_photos / "truck.jpg"]
     h = Handlers(manager, tmp_path / "media", tmp_path / "export", examples)
     s = Session()
     evt = _evt({})
