@@ -2,7 +2,10 @@
 
 Coordinates are (x, y) in original-image pixels. Points must lie inside the image (0 <= x <= W,
 0 <= y <= H) or a :class:`PromptError` says which point is outside; boxes are clipped to the
-image, and a box that is empty, inverted, or entirely outside the image is rejected.
+image, and a box that is empty, inverted, or entirely outside the image is rejected. One prompt
+holds at most :data:`MAX_POINTS` points and one :meth:`SamPredictor.predict_boxes` call at most
+:data:`MAX_BOXES` boxes; more are refused before any conversion or decoding, so a hostile caller
+cannot make one request run for minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ from .transforms import preprocess, scale_boxes, scale_coords, upscale_logits
 logger = logging.getLogger(__name__)
 
 LOW_RES = 256
+
+#: Most points one prompt may hold. SAM is trained with a handful of clicks per object, and the
+#: decoder's cost grows with every point (10^4 points: seconds and GBs per request).
+MAX_POINTS = 64
+#: Most boxes one :meth:`SamPredictor.predict_boxes` call decodes, the same batch size
+#: segment-everything uses on a GPU: each box costs a full-size float32 logit map while upscaling
+#: (48 MB for a 12-megapixel photo), so larger sets are passed in batches of this size.
+MAX_BOXES = 64
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,8 @@ class SamPredictor:
             ``(K, 256, 256) float32``, sorted by score, best first; K is 3 or 1.
         """
         emb = self._require_image()
+        _check_count(point_coords, "points", MAX_POINTS, _TOO_MANY_POINTS)
+        _check_count(point_labels, "point labels", MAX_POINTS, _TOO_MANY_POINTS)
         points, labels = _check_points(point_coords, point_labels, emb.original_size)
         boxes = None if box is None else _check_box(box, emb.original_size)[None]
         mask = None if mask_input is None else _check_mask_input(mask_input)[None]
@@ -180,13 +193,15 @@ class SamPredictor:
         """Predict masks for many boxes at once (one decoder batch).
 
         Args:
-            boxes: ``(N, 4)`` ``[x0, y0, x1, y1]`` in original-image pixels.
+            boxes: ``(N, 4)`` ``[x0, y0, x1, y1]`` in original-image pixels, ``N <=``
+                :data:`MAX_BOXES` (pass larger sets in batches).
 
         Returns:
             masks ``(N, K, H, W) bool``, scores ``(N, K) float32``, logits
             ``(N, K, 256, 256) float32``; each box's candidates sorted best first.
         """
         emb = self._require_image()
+        _check_count(boxes, "boxes", MAX_BOXES, _TOO_MANY_BOXES)
         arr = _as_float_array(boxes, "boxes")
         if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] == 0:
             raise PromptError(f"boxes must have shape (N, 4) with N >= 1, got {arr.shape}.")
@@ -260,6 +275,32 @@ class SamPredictor:
 
 def _size_text(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
+
+
+_TOO_MANY_POINTS = (
+    "{count} {name} is more than the limit of {limit} per prompt. SAM needs only a few clicks "
+    "per object: remove points, or segment the objects one at a time."
+)
+_TOO_MANY_BOXES = (
+    "{count} {name} is more than the limit of {limit} per predict_boxes call: pass them in "
+    "batches of at most {limit}."
+)
+
+
+def _check_count(value: Any, name: str, limit: int, message: str) -> None:
+    """Refuse more than ``limit`` items in ``value`` before it is converted or decoded.
+
+    Only the leading length is read (``len``), so a list of 10^6 points is refused at once.
+    Values without a length (scalars, strings) are left to the shape checks that follow.
+    """
+    if value is None or isinstance(value, str | bytes):
+        return
+    try:
+        count = len(value)
+    except TypeError:  # a scalar or 0-d array: the shape checks explain it
+        return
+    if count > limit:
+        raise PromptError(message.format(count=count, name=name, limit=limit))
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:

@@ -21,7 +21,7 @@ from .checkpoint import _hub_reachable
 from .device import resolve_device
 from .errors import TextPromptError
 from .image_io import load_image
-from .predictor import SamPredictor
+from .predictor import MAX_BOXES, SamPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -146,15 +146,24 @@ def segment_by_text(
     text: str,
     config: TextPromptConfig | None = None,
 ) -> list[TextProposal]:
-    """Detect the phrases of ``text`` and segment every box with SAM (one decoder batch)."""
+    """Detect the phrases of ``text`` and segment every box with SAM.
+
+    Boxes are decoded in batches of :data:`sam.predictor.MAX_BOXES` (Grounding DINO can return
+    hundreds on a busy photo with a low threshold).
+    """
     array = load_image(image, max_pixels=None)
     detections = detector.detect(array, text, config)
     if not detections:
         return []
     predictor.set_image(array)
-    boxes = np.array([d.box for d in detections])
-    masks, scores, _ = predictor.predict_boxes(boxes, multimask_output=False)
-    return [
-        TextProposal(detection=d, mask=masks[i, 0], mask_score=float(scores[i, 0]))
-        for i, d in enumerate(detections)
-    ]
+    proposals = []
+    for start in range(0, len(detections), MAX_BOXES):
+        batch = detections[start : start + MAX_BOXES]
+        masks, scores, _ = predictor.predict_boxes(
+            np.array([d.box for d in batch]), multimask_output=False
+        )
+        proposals.extend(
+            TextProposal(detection=d, mask=masks[i, 0], mask_score=float(scores[i, 0]))
+            for i, d in enumerate(batch)
+        )
+    return proposals

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from sam import PromptError, SamPredictor, load_model
+from sam.predictor import MAX_BOXES, MAX_POINTS
 
 
 @pytest.fixture
@@ -195,6 +196,52 @@ def test_bad_boxes_batch(model, truck):
     predictor.set_image(truck)
     with pytest.raises(PromptError, match=r"shape \(N, 4\)"):
         predictor.predict_boxes(np.zeros((0, 4)))
+
+
+@pytest.fixture
+def decoder_must_not_run(model, monkeypatch):
+    """Makes any decoder run fail the test: over-limit prompts are refused before any work."""
+
+    def decode(*args, **kwargs):
+        raise AssertionError("the decoder ran for a prompt that should have been refused")
+
+    monkeypatch.setattr(model, "decode", decode)
+
+
+def test_most_points_per_prompt_still_work(model, truck):
+    predictor = SamPredictor(model)
+    predictor.set_image(truck)
+    coords = [[10 + i, 20 + i] for i in range(MAX_POINTS)]
+    masks, _, _ = predictor.predict(coords, [1] * MAX_POINTS, multimask_output=False)
+    assert masks.shape == (1, *truck.shape[:2])
+
+
+@pytest.mark.parametrize("count", [MAX_POINTS + 1, 1_000_000])
+def test_too_many_points_are_refused_before_decoding(model, truck, decoder_must_not_run, count):
+    predictor = SamPredictor(model)
+    predictor.set_image(truck)
+    coords = [[10, 20]] * count
+    with pytest.raises(
+        PromptError, match=f"{count} points is more than the limit of 64 per prompt"
+    ):
+        predictor.predict(coords, [1] * count)
+    with pytest.raises(PromptError, match="more than the limit of 64"):
+        predictor.predict(np.array(coords, dtype=np.float32), np.ones(count, dtype=np.int64))
+
+
+def test_too_many_labels_are_refused_before_decoding(model, truck, decoder_must_not_run):
+    predictor = SamPredictor(model)
+    predictor.set_image(truck)
+    with pytest.raises(PromptError, match="65 point labels is more than the limit of 64"):
+        predictor.predict([[10, 20]], [1] * 65)
+
+
+def test_too_many_boxes_are_refused_before_decoding(model, truck, decoder_must_not_run):
+    predictor = SamPredictor(model)
+    predictor.set_image(truck)
+    boxes = np.tile([100, 200, 400, 500], (MAX_BOXES + 1, 1))
+    with pytest.raises(PromptError, match="65 boxes is more than the limit of 64 .* batches of"):
+        predictor.predict_boxes(boxes)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 5000), (5000, 1), (3, 2)])

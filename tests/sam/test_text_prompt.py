@@ -11,7 +11,9 @@ from checkpoints import save_random_grounding_dino
 from PIL import Image
 
 from sam import SamPredictor, TextPromptError, load_model
+from sam.predictor import MAX_BOXES
 from sam.text_prompt import (
+    Detection,
     GroundingDetector,
     TextPromptConfig,
     normalise_prompt,
@@ -98,6 +100,23 @@ def test_segment_by_text_masks_equal_box_prompts(detector, tiny_checkpoint, phot
         assert p.detection.phrase  # the phrase travels with the box to label the object
     strict = TextPromptConfig(box_threshold=1.01)
     assert segment_by_text(predictor, detector, image, "dog.", strict) == []
+
+
+class ManyBoxes:
+    """A detector that finds more boxes than one predict_boxes call takes."""
+
+    def detect(self, image, text, config=None):
+        return [Detection((i, i, i + 20.0, i + 30.0), 0.5, "thing") for i in range(MAX_BOXES + 3)]
+
+
+def test_more_boxes_than_one_decoder_batch_are_all_segmented(tiny_checkpoint):
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    predictor = SamPredictor(load_model(tiny_checkpoint, device="cpu"))
+    proposals = segment_by_text(predictor, ManyBoxes(), image, "thing.")
+    assert len(proposals) == MAX_BOXES + 3
+    last = proposals[-1]
+    masks, _, _ = predictor.predict(box=np.array(last.detection.box), multimask_output=False)
+    assert (masks[0] == last.mask).all()
 
 
 @pytest.mark.parametrize(
