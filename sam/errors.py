@@ -23,6 +23,10 @@ class PromptError(SamError, ValueError):
     """Points, labels, boxes or a mask prompt are malformed."""
 
 
+class ColorError(SamError, ValueError):
+    """A colour is not ``#rrggbb`` (nor ``#rgb``, ``rgb(…)``): it never reaches the page."""
+
+
 class DeviceError(SamError, ValueError):
     """The requested device or precision is not available on this machine."""
 

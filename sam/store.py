@@ -9,6 +9,7 @@ is migrated forward when an older database is opened.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from .colors import check_color, parse_color
+from .errors import ColorError, StoreError
 from .masks import mask_to_rle, rle_bbox_area, rle_to_mask
 
 SCHEMA_VERSION = 2
@@ -76,6 +78,8 @@ _MIGRATIONS: dict[int, str] = {
 
 # Default of update_object's optional fields: leave the stored value as it is.
 KEEP: Any = object()
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -290,13 +294,14 @@ class AnnotationStore:
     def labels(self) -> list[Label]:
         with self._lock:
             rows = self._conn.execute("SELECT * FROM labels ORDER BY id").fetchall()
-        return [Label(r["id"], r["name"], r["color"]) for r in rows]
+        return [_label(r) for r in rows]
 
     def ensure_label(self, name: str, color: str | None = None) -> Label:
         """The label called ``name``, created (with a palette colour) if new."""
         name = name.strip()
         if not name:
             raise StoreError("A label needs a name.")
+        color = check_color(color) if color else None
         with self._tx() as conn:
             row = conn.execute("SELECT * FROM labels WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -304,11 +309,12 @@ class AnnotationStore:
                 color = color or PALETTE[count % len(PALETTE)]
                 cur = conn.execute("INSERT INTO labels (name, color) VALUES (?, ?)", (name, color))
                 return Label(int(cur.lastrowid), name, color)
-        return Label(row["id"], row["name"], row["color"])
+        return _label(row)
 
     def update_label(
         self, label_id: int, name: str | None = None, color: str | None = None
     ) -> None:
+        color = None if color is None else check_color(color)
         with self._tx() as conn:
             if name is not None:
                 try:
@@ -340,15 +346,22 @@ class AnnotationStore:
             conn.execute("DELETE FROM labels WHERE id = ?", (label_id,))
 
     def load_labels_file(self, path: str | Path) -> list[Label]:
-        """Create labels from a text file, one name per line (``name`` or ``name,#rrggbb``)."""
-        created = []
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
+        """Create labels from a text file, one name per line (``name`` or ``name,#rrggbb``).
+
+        The whole file is checked first: a colour that is not ``#rrggbb`` (or ``#rgb``) is a
+        :class:`StoreError` naming its line, and no label of the file is created.
+        """
+        entries = []
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             name, _, color = line.partition(",")
-            created.append(self.ensure_label(name, color.strip() or None))
-        return created
+            try:
+                entries.append((name, check_color(color) if color.strip() else None))
+            except ColorError as exc:
+                raise StoreError(f"{path}, line {number}: {exc}") from exc
+        return [self.ensure_label(name, color) for name, color in entries]
 
     # -- objects ----------------------------------------------------------------------------------
 
@@ -363,6 +376,7 @@ class AnnotationStore:
         color: str | None = None,
     ) -> int:
         """Store a mask ``(H, W) bool`` as an object of the image; returns its id."""
+        color = None if color is None else check_color(color)
         rle = mask_to_rle(mask)
         bbox, area = rle_bbox_area(rle)
         now = time.time()
@@ -412,7 +426,7 @@ class AnnotationStore:
             args.append(None if prompts is None else json.dumps(prompts))
         if color is not KEEP:
             sets.append("color = ?")
-            args.append(color)
+            args.append(None if color is None else check_color(color))
         with self._tx() as conn:
             cur = conn.execute(
                 f"UPDATE objects SET {', '.join(sets)} WHERE id = ?", (*args, object_id)
@@ -442,10 +456,29 @@ class AnnotationStore:
                 prompts=None if r["prompts"] is None else json.loads(r["prompts"]),
                 source=r["source"],
                 hidden=bool(r["hidden"]),
-                color=r["color"],
+                color=_stored_color(r["color"], None, f"object {r['id']}"),
             )
             for r in rows
         ]
+
+
+def _label(row: sqlite3.Row) -> Label:
+    """A label row; a colour that is not ``#rrggbb`` reads as a palette colour."""
+    fallback = PALETTE[(row["id"] - 1) % len(PALETTE)]
+    color = _stored_color(row["color"], fallback, f"label {row['id']}") or fallback
+    return Label(row["id"], row["name"], color)
+
+
+def _stored_color(value: object, fallback: str | None, what: str) -> str | None:
+    """A colour read from the database as ``#rrggbb``, else ``fallback``: another program may
+    have written anything there, and colours go into the page's HTML."""
+    if value is None:
+        return None
+    color = parse_color(value)
+    if color is None:
+        logger.warning("Ignoring the stored colour of %s: %.40r is not #rrggbb", what, value)
+        return fallback
+    return color
 
 
 def _check_status(status: str) -> None:

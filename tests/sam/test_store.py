@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam.errors import StoreError
-from sam.store import SCHEMA_VERSION, AnnotationStore, list_images
+from sam.errors import ColorError, StoreError
+from sam.store import PALETTE, SCHEMA_VERSION, AnnotationStore, list_images
 
 
 def blob(shape=(60, 80), box=(10, 20, 30, 50)) -> np.ndarray:
@@ -95,6 +95,71 @@ def test_labels(folder, tmp_path):
             store.update_label(cat.id, name="puppy")
         with pytest.raises(StoreError, match="needs a name"):
             store.ensure_label("  ")
+
+
+HOSTILE_COLORS = (
+    '#abc" onmouseover="alert(1)',
+    '#fff"><img src=x onerror=alert(2)>',
+    "red;background-image:url(http://example.invalid/x.png)",
+    "red",
+    "#12345",
+    "rgb(300, 0, 0)",
+)
+
+
+@pytest.mark.parametrize("color", HOSTILE_COLORS)
+def test_labels_file_with_a_bad_colour_is_refused_by_line(folder, tmp_path, color):
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text(f"# classes\ndog\ncat,{color}\n")
+    with AnnotationStore.for_folder(folder) as store:
+        with pytest.raises(StoreError, match=r"labels\.txt, line 3: .* is not a colour"):
+            store.load_labels_file(labels_file)
+        assert store.labels() == []  # nothing of the file was created
+
+
+def test_label_colours_are_normalised(folder, tmp_path):
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("dog,#ABC\ncat, #00FF00 \n")
+    with AnnotationStore.for_folder(folder) as store:
+        dog, cat = store.load_labels_file(labels_file)
+        assert (dog.color, cat.color) == ("#aabbcc", "#00ff00")
+        store.update_label(dog.id, color="rgb(1, 2, 3)")
+        assert store.labels()[0].color == "#010203"
+
+
+@pytest.mark.parametrize("color", HOSTILE_COLORS)
+def test_store_refuses_bad_colours(folder, color):
+    with AnnotationStore.for_folder(folder) as store:
+        image_id = store.image_id("a.png")
+        dog = store.ensure_label("dog")
+        object_id = store.add_object(image_id, blob(), dog.id)
+        with pytest.raises(ColorError, match="not a colour"):
+            store.ensure_label("cat", color)
+        with pytest.raises(ColorError):
+            store.update_label(dog.id, color=color)
+        with pytest.raises(ColorError):
+            store.add_object(image_id, blob(), dog.id, color=color)
+        with pytest.raises(ColorError):
+            store.update_object(object_id, color=color)
+        assert [lb.name for lb in store.labels()] == ["dog"]
+        assert [o.color for o in store.objects()] == [None]
+
+
+def test_hostile_colours_written_by_another_program_are_read_back_safe(folder):
+    with AnnotationStore.for_folder(folder) as store:
+        image_id = store.image_id("a.png")
+        dog = store.ensure_label("dog", "#123456")
+        object_id = store.add_object(image_id, blob(), dog.id, color="#654321")
+        db = store.path
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE labels SET color = ?", (HOSTILE_COLORS[0],))
+        conn.execute("UPDATE objects SET color = ?", (HOSTILE_COLORS[2],))
+    with AnnotationStore(db) as store:
+        (label,) = store.labels()
+        (obj,) = store.objects()
+        assert label.color == PALETTE[0] and obj.id == object_id
+        assert obj.color is None  # the label's colour
+        assert store.ensure_label("dog").color == PALETTE[0]
 
 
 def test_survives_kill_9_mid_session(folder):
