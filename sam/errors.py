@@ -39,5 +39,9 @@ class StoreError(SamError, RuntimeError):
     """The annotation database cannot be opened or used."""
 
 
+class ConflictError(StoreError):
+    """Another tab or process changed or deleted the object this write was based on."""
+
+
 class ExportError(SamError, RuntimeError):
     """A dataset export cannot be written (nothing to export, unwritable folder, ...)."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .colors import check_color, parse_color
-from .errors import ColorError, StoreError
+from .errors import ColorError, ConflictError, StoreError
 from .masks import mask_to_rle, rle_bbox_area, rle_to_mask
 
 SCHEMA_VERSION = 2
@@ -80,6 +80,9 @@ _MIGRATIONS: dict[int, str] = {
 KEEP: Any = object()
 
 logger = logging.getLogger(__name__)
+# The highest label id ever handed out (project table): ids are never reused, so a label
+# deleted and brought back by a redo gets its own id again, and exports keep their meaning.
+_LABEL_HIGH_WATER = "label_high_water"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class ObjectRecord:
     source: str = "click"
     hidden: bool = False
     color: str | None = None  # None: the label's colour
+    version: float = 0.0  # updated_at: changes with every write to the row
 
     def mask(self) -> np.ndarray:
         """The mask as ``(H, W) bool``."""
@@ -297,19 +301,52 @@ class AnnotationStore:
         return [_label(r) for r in rows]
 
     def ensure_label(self, name: str, color: str | None = None) -> Label:
-        """The label called ``name``, created (with a palette colour) if new."""
+        """The label called ``name``, created (with a palette colour) if new.
+
+        New labels get ids never handed out before in this project, even to deleted labels.
+        """
         name = name.strip()
         if not name:
             raise StoreError("A label needs a name.")
         color = check_color(color) if color else None
         with self._tx() as conn:
             row = conn.execute("SELECT * FROM labels WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                count = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
-                color = color or PALETTE[count % len(PALETTE)]
-                cur = conn.execute("INSERT INTO labels (name, color) VALUES (?, ?)", (name, color))
-                return Label(int(cur.lastrowid), name, color)
-        return _label(row)
+            if row is not None:
+                return _label(row)
+            count = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+            return self._insert_label(conn, None, name, color or PALETTE[count % len(PALETTE)])
+
+    def restore_label(self, label_id: int, name: str, color: str) -> Label:
+        """Bring back a label that was deleted (an undone removal, another tab's deletion)
+        under its old id; the label called ``name`` if one exists now."""
+        color = check_color(color)
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM labels WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return _label(row)
+            taken = conn.execute("SELECT 1 FROM labels WHERE id = ?", (label_id,)).fetchone()
+            return self._insert_label(conn, None if taken else label_id, name, color)
+
+    @staticmethod
+    def _insert_label(
+        conn: sqlite3.Connection, label_id: int | None, name: str, color: str
+    ) -> Label:
+        row = conn.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM labels), 0),"
+            " COALESCE((SELECT CAST(value AS INTEGER) FROM project WHERE key = ?), 0))",
+            (_LABEL_HIGH_WATER,),
+        ).fetchone()
+        high = int(row[0])
+        if label_id is None or label_id <= 0:
+            label_id = high + 1
+        conn.execute(
+            "INSERT INTO labels (id, name, color) VALUES (?, ?, ?)", (label_id, name, color)
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO project (key, value) VALUES (?, ?)",
+            (_LABEL_HIGH_WATER, str(max(high, label_id))),
+        )
+        return Label(label_id, name, color)
 
     def update_label(
         self, label_id: int, name: str | None = None, color: str | None = None
@@ -405,10 +442,16 @@ class AnnotationStore:
         score: float | None = None,
         prompts: dict[str, Any] | None = KEEP,
         color: str | None = KEEP,
-    ) -> None:
+        if_version: float | None = None,
+        clear_label: bool = False,
+    ) -> float:
         """Change an object; arguments left out keep their stored value (``color=None`` clears
-        a colour override, ``prompts=None`` clears the prompts)."""
-        sets, args = ["updated_at = ?"], [time.time()]
+        a colour override, ``prompts=None`` clears the prompts, ``clear_label`` unlabels it).
+
+        With ``if_version`` the write happens only if the row is still at that version
+        (:attr:`ObjectRecord.version`), else :class:`ConflictError`. Returns the new version.
+        """
+        sets, args = [], []
         if mask is not None:
             rle = mask_to_rle(mask)
             bbox, area = rle_bbox_area(rle)
@@ -418,6 +461,8 @@ class AnnotationStore:
             if value is not None:
                 sets.append(f"{column} = ?")
                 args.append(value)
+        if clear_label:
+            sets.append("label_id = NULL")
         if hidden is not None:
             sets.append("hidden = ?")
             args.append(int(hidden))
@@ -428,15 +473,42 @@ class AnnotationStore:
             sets.append("color = ?")
             args.append(None if color is None else check_color(color))
         with self._tx() as conn:
-            cur = conn.execute(
-                f"UPDATE objects SET {', '.join(sets)} WHERE id = ?", (*args, object_id)
-            )
-            if cur.rowcount == 0:
-                raise StoreError(f"No object with id {object_id}.")
+            self._check_version(conn, object_id, if_version, missing_ok=False)
+            # The version must change even when two writes fall in the same clock tick.
+            sets.append("updated_at = MAX(?, updated_at + 0.000001)")
+            args.append(time.time())
+            conn.execute(f"UPDATE objects SET {', '.join(sets)} WHERE id = ?", (*args, object_id))
+            row = conn.execute("SELECT updated_at FROM objects WHERE id = ?", (object_id,))
+            return float(row.fetchone()[0])
 
-    def delete_object(self, object_id: int) -> None:
+    def delete_object(self, object_id: int, if_version: float | None = None) -> None:
+        """Delete an object (gone already: nothing to do). With ``if_version``, a row changed
+        since that version is kept and :class:`ConflictError` raised."""
         with self._tx() as conn:
+            self._check_version(conn, object_id, if_version, missing_ok=True)
             conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+
+    @staticmethod
+    def _check_version(
+        conn: sqlite3.Connection, object_id: int, version: float | None, missing_ok: bool
+    ) -> None:
+        row = conn.execute("SELECT updated_at FROM objects WHERE id = ?", (object_id,)).fetchone()
+        if row is None:
+            if missing_ok:
+                return
+            if version is None:
+                raise StoreError(f"No object with id {object_id}.")
+            raise ConflictError(f"Object {object_id} was deleted in another tab or process.")
+        if version is not None and float(row[0]) != version:
+            raise ConflictError(f"Object {object_id} was changed in another tab or process.")
+
+    def object_versions(self, image_id: int) -> dict[int, float]:
+        """``{object id: version}`` of an image's objects: a cheap way to see what changed."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, updated_at FROM objects WHERE image_id = ?", (image_id,)
+            ).fetchall()
+        return {int(r[0]): float(r[1]) for r in rows}
 
     def objects(self, image_id: int | None = None) -> list[ObjectRecord]:
         query, args = "SELECT * FROM objects", ()
@@ -457,6 +529,7 @@ class AnnotationStore:
                 source=r["source"],
                 hidden=bool(r["hidden"]),
                 color=_stored_color(r["color"], None, f"object {r['id']}"),
+                version=float(r["updated_at"]),
             )
             for r in rows
         ]

@@ -24,7 +24,6 @@ from .state import (
     Candidates,
     Doc,
     ImageRef,
-    Label,
     Mask,
     Prompt,
     Session,
@@ -264,9 +263,7 @@ def relabel_object(session: Session, obj_id: int, name: str) -> None:
     if obj.label == name:
         return
     doc = session.doc
-    labels = doc.labels
-    if doc.label(name) is None:
-        labels = (*labels, Label(name, doc.next_color()))
+    labels = session.with_label(doc.labels, name)
     new_obj = replace(obj, label=name)
     session.commit(
         replace(
@@ -311,8 +308,8 @@ def add_label(session: Session, name: str, color: str | None = None) -> None:
     # The picker shows the active label's colour; a colour already taken means "not chosen".
     chosen = normalize_color(color, "") if color else ""
     taken = {lab.color for lab in doc.labels}
-    lab = Label(name, chosen if chosen and chosen not in taken else doc.next_color())
-    session.commit(replace(doc, labels=(*doc.labels, lab)))
+    labels = session.with_label(doc.labels, name, chosen if chosen not in taken else None)
+    session.commit(replace(doc, labels=labels))
     session.active_label = name
     session.notify(f"Added label “{name}”.")
 
@@ -326,7 +323,7 @@ def update_label(session: Session, old: str, new_name: str, color: str | None) -
     new_name = new_name.strip() or old
     if new_name != old and doc.label(new_name) is not None:
         raise PromptError(f"The label “{new_name}” already exists.")
-    new = Label(new_name, normalize_color(color, lab.color))
+    new = replace(lab, name=new_name, color=normalize_color(color, lab.color))
     if new == lab:
         return
     labels = tuple(new if x.name == old else x for x in doc.labels)
@@ -359,7 +356,7 @@ def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], so
     doc = session.doc
     if doc.image is None:
         raise PromptError("Open an image first, then import masks for it.")
-    labels, objects, next_id = list(doc.labels), list(doc.objects), doc.next_id
+    labels, objects, next_id = doc.labels, list(doc.objects), doc.next_id
     for mask, name in masks:
         if mask.shape != doc.image.size:
             h, w = mask.shape
@@ -371,8 +368,7 @@ def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], so
         if not mask.any():
             continue
         name = (name or "").strip() or session.active_label
-        if all(lab.name != name for lab in labels):
-            labels.append(Label(name, replace(doc, labels=tuple(labels)).next_color()))
+        labels = session.with_label(labels, name)
         objects.append(
             AnnotatedObject(
                 id=next_id, label=name, mask=Mask.from_array(mask), score=1.0, source=source
@@ -381,5 +377,5 @@ def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], so
         next_id += 1
     added = next_id - doc.next_id
     if added:
-        session.commit(replace(doc, labels=tuple(labels), objects=tuple(objects), next_id=next_id))
+        session.commit(replace(doc, labels=labels, objects=tuple(objects), next_id=next_id))
     return added

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,31 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from sam.disk_cache import EmbeddingDiskCache
-from sam.errors import StoreError
+from sam.errors import ConflictError, StoreError
 from sam.image_io import load_image
 from sam.model import Sam
 from sam.precompute import DEFAULT_CACHE_DIR
 from sam.prefetch import Prefetcher, PrefetchStatus
-from sam.store import STATUSES, AnnotationStore, ImageRecord, ObjectRecord
+from sam.store import STATUSES, AnnotationStore, ImageRecord, Label, ObjectRecord
 
 from . import actions
-from .state import AnnotatedObject, Doc, Label, Mask, ProjectLink, Prompt, Session, default_labels
+from .state import (
+    UNLABELLED,
+    UNLABELLED_COLOR,
+    UNLABELLED_ID,
+    AnnotatedObject,
+    Doc,
+    Mask,
+    ProjectLink,
+    Prompt,
+    Session,
+    StoredObject,
+    default_labels,
+)
 
 logger = logging.getLogger(__name__)
 
 FILTERS = ("all", *STATUSES)
-UNLABELLED = "unlabelled"
 THUMBS_DIR = ".sam-annotator/thumbs"
 THUMB_SIDE = 96
 
@@ -159,102 +170,214 @@ class Project:
         if (record.width, record.height) != (width, height):
             self.store.set_image_size(image_id, width, height)
         ref = actions.image_ref(image, record.path, media_dir)
-        stored_labels = self.store.labels()
-        labels = tuple(Label(lab.name, lab.color) for lab in stored_labels)
-        names = {lab.id: lab.name for lab in stored_labels}
-        objects: list[AnnotatedObject] = []
-        link = ProjectLink(image_id=image_id, path=record.path)
-        skipped = 0
-        for rec in self.store.objects(image_id):
-            if tuple(rec.rle["size"]) != (height, width):
-                skipped += 1  # the file changed size since it was annotated
-                continue
-            obj = _from_record(rec, len(objects) + 1, names.get(rec.label_id, UNLABELLED))
-            objects.append(obj)
-            link.stored[obj.id] = (rec.id, obj)
-        has_unlabelled = any(lab.name == UNLABELLED for lab in labels)
-        if not has_unlabelled and any(o.label == UNLABELLED for o in objects):
-            labels = (*labels, Label(UNLABELLED, "#9ca3af"))
-        link.labels = labels
-        session.start_over(
-            Doc(image=ref, labels=labels, objects=tuple(objects), next_id=len(objects) + 1)
-        )
+        link = ProjectLink(image_id=image_id, path=record.path, allocate=self._allocate_label)
+        link.labels = tuple(self.store.labels())
+        session.start_over(Doc(image=ref, labels=link.labels))
         session.link = link
-        note = f"{record.path}: {len(objects)} object(s)"
+        skipped = self._load_objects(session)
+        note = f"{record.path}: {len(session.doc.objects)} object(s)"
         if skipped:
             note += f"; {skipped} stored object(s) do not match the image size and are not shown"
         session.notify(note + ".", error=bool(skipped))
 
-    def sync(self, session: Session) -> bool:
-        """Write what changed in the session's image since the last sync; True if anything did.
+    def _allocate_label(self, name: str, color: str) -> Label:
+        return self.store.ensure_label(name, color)
 
-        Objects are matched by session id: new ones are added, replaced ones updated, missing
-        ones deleted. Labels renamed or recoloured in place are updated, new ones created.
+    def _load_objects(self, session: Session) -> int:
+        """Make the session's objects those the store holds for its image (keeping the
+        session's own object where the row did not change); returns how many rows do not
+        fit the image and are left out."""
+        link, doc = session.link, session.doc
+        assert link is not None and doc.image is not None  # callers hold an open project image
+        known = {entry.row: (obj_id, entry) for obj_id, entry in link.stored.items()}
+        names = {lab.id: lab.name for lab in doc.labels}
+        labels, objects, stored = doc.labels, [], {}
+        next_id, skipped = doc.next_id, 0
+        for rec in self.store.objects(link.image_id):
+            if tuple(rec.rle["size"]) != doc.image.size:
+                skipped += 1  # the file changed size since it was annotated
+                continue
+            obj_id, entry = known.get(rec.id, (None, None))
+            label = names.get(rec.label_id, UNLABELLED)
+            if entry is not None and entry.version == rec.version:
+                obj = entry.obj if entry.obj.label == label else replace(entry.obj, label=label)
+            else:
+                if obj_id is None:
+                    obj_id, next_id = next_id, next_id + 1
+                obj = _from_record(rec, obj_id, label)
+            if obj.label == UNLABELLED and all(lab.id != UNLABELLED_ID for lab in labels):
+                labels = (*labels, Label(UNLABELLED_ID, UNLABELLED, UNLABELLED_COLOR))
+            objects.append(obj)
+            stored[obj.id] = StoredObject(rec.id, obj, rec.version)
+        editing = doc.editing if any(o.id == doc.editing for o in objects) else None
+        session.replace_doc(
+            replace(doc, labels=labels, objects=tuple(objects), next_id=next_id, editing=editing)
+        )
+        link.stored = stored
+        return skipped
+
+    def sync(self, session: Session) -> bool:
+        """Write what changed in the session's image since the last sync, and bring in what
+        other tabs or processes wrote meanwhile; True if anything changed.
+
+        The store is the truth. Objects are matched by session id: new ones are added,
+        replaced ones updated, missing ones deleted, each write conditional on the row being
+        as this tab last saw it. A write that meets another tab's change is not applied; then,
+        or when another tab changed the image's objects or the project's labels, the tab
+        reloads them from the store (its undo history restarts) and says what happened. A
+        stale row never blocks later writes.
         """
         link, doc = session.link, session.doc
         if link is None or doc.image is None:
             return False
-        changed, removed = self._sync_labels(link, doc.labels)
-        label_ids = {lab.name: lab.id for lab in self.store.labels()}
+        changed = self._write_labels(session)
+        doc = session.doc
+        before = self.store.object_versions(link.image_id)
+        label_ids = {lab.name: lab.id for lab in doc.labels}
+        conflicts: list[int] = []  # session ids whose write met another tab's change
+        kept: set[int] = set()  # rows this tab deleted but another tab had changed
+        added: list[int] = []
         live = {obj.id for obj in doc.objects}
         for obj in doc.objects:
             entry = link.stored.get(obj.id)
-            if entry is not None and entry[1] is obj:
+            if entry is not None and entry.obj is obj:
                 continue
-            label_id = label_ids.get(obj.label)
-            if label_id is None:
-                label_id = label_ids[obj.label] = self.store.ensure_label(
-                    obj.label, doc.color_of(obj)
-                ).id
+            changed = True
+            label_id = label_ids.get(obj.label) or None  # id 0: no label (NULL)
             if entry is None:
-                store_id = self.store.add_object(
+                row = self.store.add_object(
                     link.image_id, obj.mask.to_array(), label_id, obj.score,
                     _prompts(obj.prompt), obj.source, obj.color,
                 )  # fmt: skip
-            else:
-                store_id, old = entry
-                self.store.update_object(
-                    store_id,
-                    mask=None if old.mask is obj.mask else obj.mask.to_array(),
+                link.stored[obj.id] = StoredObject(row, obj, 0.0)
+                added.append(obj.id)
+                continue
+            try:
+                version = self.store.update_object(
+                    entry.row,
+                    mask=None if entry.obj.mask is obj.mask else obj.mask.to_array(),
                     label_id=label_id,
+                    clear_label=label_id is None,
                     hidden=obj.hidden,
                     score=obj.score,
                     prompts=_prompts(obj.prompt),
                     color=obj.color,
+                    if_version=entry.version,
                 )
-            link.stored[obj.id] = (store_id, obj)
-            changed = True
+            except ConflictError:
+                conflicts.append(obj.id)
+                continue
+            link.stored[obj.id] = StoredObject(entry.row, obj, version)
+            before[entry.row] = version
         for obj_id in [i for i in link.stored if i not in live]:
-            store_id, _ = link.stored.pop(obj_id)
-            self.store.delete_object(store_id)
+            entry = link.stored.pop(obj_id)
             changed = True
-        # Labels go last: an undo can remove a label together with the objects that used it.
-        for stored in self.store.labels():
-            if stored.name in removed:
-                self.store.delete_label(stored.id)
+            try:
+                self.store.delete_object(entry.row, if_version=entry.version)
+                before.pop(entry.row, None)
+            except ConflictError:
+                conflicts.append(obj_id)
+                kept.add(entry.row)
+        if added:
+            after = self.store.object_versions(link.image_id)
+            for obj_id in added:
+                entry = link.stored[obj_id]
+                entry.version = before[entry.row] = after.get(entry.row, 0.0)
+        self._delete_removed_labels(session)
+        notes = self._foreign_changes(link, before, kept)
+        notes += [f"your change to #{i} was not saved" for i in conflicts]
+        notes += self._read_labels(session)
+        if notes:
+            self._load_objects(session)
+            session.notify(
+                "; ".join(notes).capitalize()
+                + ". Showing the project as saved; undo history restarts here.",
+                error=bool(conflicts),
+            )
+            changed = True
         return changed
 
-    def _sync_labels(self, link: ProjectLink, labels: tuple[Label, ...]) -> tuple[bool, set[str]]:
-        """Create, rename and recolour labels; returns (changed, names to delete after the
-        objects are written)."""
-        old = link.labels
-        if old == labels:
-            return False, set()
-        removed: set[str] = set()
-        if len(old) == len(labels):  # renamed or recoloured in place (also by undo/redo)
-            for before, after in zip(old, labels, strict=True):
-                if before != after:
-                    stored = self.store.ensure_label(before.name, before.color)
-                    rename = after.name if after.name != before.name else None
-                    self.store.update_label(stored.id, name=rename, color=after.color)
-        else:
-            known = {lab.name for lab in old}
-            for lab in labels:
-                if lab.name not in known:
-                    self.store.ensure_label(lab.name, lab.color)
-            removed = known - {lab.name for lab in labels}  # removed in the page (or undone)
-        link.labels = labels
-        return True, removed
+    @staticmethod
+    def _foreign_changes(
+        link: ProjectLink, versions: dict[int, float], kept: set[int]
+    ) -> list[str]:
+        """What other tabs did to the image's objects, from the rows' versions (taken before
+        this tab's writes, updated with the versions those writes made)."""
+        rows = {entry.row: (obj_id, entry) for obj_id, entry in link.stored.items()}
+        notes = []
+        for row, (obj_id, entry) in rows.items():
+            if row not in versions:
+                notes.append(f"#{obj_id} was deleted in another tab")
+            elif versions[row] != entry.version:
+                notes.append(f"#{obj_id} was changed in another tab")
+        notes += ["an object you deleted was changed in another tab, so it is kept"] * bool(kept)
+        new = [row for row in versions if row not in rows and row not in kept]
+        if new:
+            notes.append(f"{len(new)} object(s) were added in another tab")
+        return notes
+
+    def _write_labels(self, session: Session) -> bool:
+        """Write this tab's label changes (against the labels it last saw); labels deleted
+        meanwhile by another tab are brought back. Renames that clash are left to the store's
+        version (reported when the labels are read back)."""
+        link, doc = session.link, session.doc
+        assert link is not None
+        mine = [lab for lab in doc.labels if lab.id != UNLABELLED_ID]
+        if tuple(mine) == link.labels:
+            return False
+        base = {lab.id: lab for lab in link.labels}
+        theirs = {lab.id: lab for lab in self.store.labels()}
+        for lab in mine:
+            before = base.get(lab.id)
+            if lab.id not in theirs:
+                # Brought back by an undo/redo here: restore it. Deleted by another tab: let
+                # that stand unless an object here uses it.
+                if before != lab or any(o.label == lab.name for o in doc.objects):
+                    self.store.restore_label(lab.id, lab.name, lab.color)
+            elif before is not None and before != lab:
+                try:
+                    self.store.update_label(
+                        lab.id,
+                        name=lab.name if lab.name != before.name else None,
+                        color=lab.color if lab.color != before.color else None,
+                    )
+                except StoreError as exc:
+                    logger.info("Label change not written: %s", exc)
+        return True
+
+    def _delete_removed_labels(self, session: Session) -> None:
+        """Labels this tab removed (or an undo took away), once no object uses them. Runs
+        after the objects are written: an undo removes a label with the objects using it."""
+        link = session.link
+        assert link is not None
+        kept = {lab.id for lab in session.doc.labels}
+        for lab in link.labels:
+            if lab.id not in kept and not self.store.label_usage(lab.id):
+                self.store.delete_label(lab.id)
+
+    def _read_labels(self, session: Session) -> list[str]:
+        """Make the tab's labels the project's (the store's); returns notes on what another
+        tab changed. Objects follow renamed labels."""
+        link, doc = session.link, session.doc
+        assert link is not None
+        stored = tuple(self.store.labels())
+        mine = {lab.id: lab for lab in doc.labels if lab.id != UNLABELLED_ID}
+        notes = []
+        for lab in stored:
+            old = mine.get(lab.id)
+            if old is None:
+                notes.append(f"label “{lab.name}” was added in another tab")
+            elif old.name != lab.name:
+                notes.append(f"label “{old.name}” is now “{lab.name}”")
+            elif old.color != lab.color:
+                notes.append(f"label “{lab.name}” was recoloured")
+        ids = {lab.id for lab in stored}
+        notes += [f"label “{lab.name}” was removed" for i, lab in mine.items() if i not in ids]
+        link.labels = stored
+        if notes:  # objects follow renamed labels when they are reloaded
+            unlabelled = tuple(lab for lab in doc.labels if lab.id == UNLABELLED_ID)
+            session.replace_doc(replace(doc, labels=stored + unlabelled))
+        return notes
 
     def check_label_removable(self, name: str) -> None:
         """Raise :class:`StoreError` when objects on any image of the project use the label."""

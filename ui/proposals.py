@@ -29,7 +29,7 @@ from sam.text_prompt import (
     segment_by_text,
 )
 
-from .state import AnnotatedObject, Label, Mask, Prompt, Proposal, Proposals, Session
+from .state import AnnotatedObject, Mask, Prompt, Proposal, Proposals, Session
 
 logger = logging.getLogger(__name__)
 
@@ -276,12 +276,11 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
             "Accept all above a score."
         )
     fallback = session.active_label if doc.label(session.active_label) else doc.labels[0].name
-    labels, objects, next_id = list(doc.labels), list(doc.objects), doc.next_id
+    labels, objects, next_id = doc.labels, list(doc.objects), doc.next_id
     added = []
     for p in chosen:
         name = label_for(p, choice, fallback)
-        if all(lab.name != name for lab in labels):
-            labels.append(Label(name, replace(doc, labels=tuple(labels)).next_color()))
+        labels = session.with_label(labels, name)
         obj = AnnotatedObject(
             id=next_id, label=name, mask=p.mask, score=p.mask_score, prompt=p.prompt,
             source=proposals.source,
@@ -290,7 +289,7 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
         added.append(obj)
         next_id += 1
     session.commit(
-        replace(doc, labels=tuple(labels), objects=tuple(objects), next_id=next_id, proposals=None)
+        replace(doc, labels=labels, objects=tuple(objects), next_id=next_id, proposals=None)
     )
     names = sorted({o.label for o in added})
     session.notify(

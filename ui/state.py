@@ -10,9 +10,13 @@ two tabs never see each other's work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from sam.errors import StoreError
+from sam.store import Label
 
 # Distinct, colour-blind-friendly-ish hues for new labels (Tableau 10 without grey).
 PALETTE: tuple[str, ...] = (
@@ -27,6 +31,10 @@ PALETTE: tuple[str, ...] = (
     "#9c755f",
 )
 DEFAULT_LABELS: tuple[str, ...] = ("object", "background")
+# Label id 0 stands for "no label": background (0) in every semantic map, NULL in the store.
+UNLABELLED_ID = 0
+UNLABELLED = "unlabelled"
+UNLABELLED_COLOR = "#9ca3af"
 HISTORY_LIMIT = 100
 
 
@@ -89,12 +97,6 @@ class Mask:
         if h == 0:
             return None
         return (self.left, self.top, self.left + w, self.top + h)
-
-
-@dataclass(frozen=True)
-class Label:
-    name: str
-    color: str
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,15 @@ class Proposals:
 
 
 def default_labels() -> tuple[Label, ...]:
-    return tuple(Label(n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(DEFAULT_LABELS))
+    """The labels of a new image or project, with ids 1, 2, ..."""
+    return tuple(Label(i + 1, n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(DEFAULT_LABELS))
+
+
+def next_color(labels: tuple[Label, ...]) -> str:
+    """A palette colour no label uses yet (cycling when all are taken)."""
+    used = {lab.color for lab in labels}
+    free = [c for c in PALETTE if c not in used]
+    return free[0] if free else PALETTE[len(labels) % len(PALETTE)]
 
 
 @dataclass(frozen=True)
@@ -229,9 +239,7 @@ class Doc:
         return lab.color if lab else PALETTE[0]
 
     def next_color(self) -> str:
-        used = {lab.color for lab in self.labels}
-        free = [c for c in PALETTE if c not in used]
-        return free[0] if free else PALETTE[len(self.labels) % len(PALETTE)]
+        return next_color(self.labels)
 
 
 @dataclass
@@ -243,20 +251,38 @@ class View:
     negative_mode: bool = False
 
 
+# Hands out a project-wide label: (name, colour) -> the store's label of that name, created
+# with that colour when new.
+LabelAllocator = Callable[[str, str], Label]
+
+
+@dataclass
+class StoredObject:
+    """A session object as the store holds it: its row, the object as last written or read,
+    and the row's version (``updated_at``) then; a different version means another tab or
+    process changed the row since."""
+
+    row: int
+    obj: AnnotatedObject
+    version: float
+
+
 @dataclass
 class ProjectLink:
-    """The project image a session shows, and what of it the annotation store already holds.
+    """The project image a session shows, and what of it the annotation store holds.
 
-    ``stored`` maps a session object id to its store row id and the object as last written;
-    docs are immutable, so "changed since written" is an identity check. ``labels`` is the
-    label list as last written. Syncing diffs the current doc against both, which also makes
-    undo and redo reach the store.
+    ``stored`` maps a session object id to its :class:`StoredObject`; docs are immutable, so
+    "changed since written" is an identity check. ``labels`` is the project's label list as
+    last written or read. Syncing diffs the current doc against both (which also makes undo
+    and redo reach the store) and the store against both (which brings in what other tabs
+    wrote). ``allocate`` creates labels in the store, so their ids are the project's.
     """
 
     image_id: int
     path: str
-    stored: dict[int, tuple[int, AnnotatedObject]] = field(default_factory=dict)
+    stored: dict[int, StoredObject] = field(default_factory=dict)
     labels: tuple[Label, ...] = ()
+    allocate: LabelAllocator | None = None
 
 
 @dataclass
@@ -274,6 +300,23 @@ class Session:
     message_is_error: bool = False
     link: ProjectLink | None = None  # set while a project image is open
     gallery_filter: str = "all"  # project gallery: "all" or an image status
+
+    def with_label(
+        self, labels: tuple[Label, ...], name: str, color: str | None = None
+    ) -> tuple[Label, ...]:
+        """``labels`` with one called ``name``, added when missing: in a project the store
+        hands out its id (and returns the project's label if another tab just made it), else
+        the next free id; ids already given out are never renumbered."""
+        if any(lab.name == name for lab in labels):
+            return labels
+        color = color or next_color(labels)
+        if self.link is not None and self.link.allocate is not None:
+            new = self.link.allocate(name, color)
+        else:
+            new = Label(max((lab.id for lab in labels), default=0) + 1, name, color)
+        if any(lab.id == new.id for lab in labels):  # renamed by another tab a moment ago
+            raise StoreError(f"The label “{name}” was just changed in another tab; try again.")
+        return (*labels, new)
 
     def notify(self, text: str, error: bool = False) -> None:
         self.message = text
@@ -296,6 +339,14 @@ class Session:
         self.undo_stack.clear()
         self.redo_stack.clear()
         self.selected_object = None
+        self._fix_refs()
+
+    def replace_doc(self, doc: Doc) -> None:
+        """Show ``doc`` (the project as saved, after another tab's change) with an empty
+        history: an undo must not write back a state another tab has moved on from."""
+        self.doc = doc
+        self.undo_stack.clear()
+        self.redo_stack.clear()
         self._fix_refs()
 
     def undo(self) -> bool:
