@@ -66,17 +66,18 @@ class CheckpointFiles:
 # Finding the files
 
 
-def _looks_like_repo_id(source: str) -> bool:
+def looks_like_repo_id(source: str) -> bool:
+    """Whether ``source`` has the shape of a hub repo id (``owner/name``, no checkpoint suffix)."""
     return bool(_REPO_ID.match(source)) and not source.endswith(STATE_DICT_SUFFIXES)
 
 
 def _folder_files(folder: Path) -> CheckpointFiles:
     weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
     if weights is None:
-        found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+        # Never list what the folder holds: the app shows this message to remote users.
         raise CheckpointError(
-            f"The folder {folder} has no model.safetensors or pytorch_model.bin (found: {found}). "
-            "Point --model at a Hugging Face model folder, a Meta .pth file, or a hub repo id."
+            f"The folder {folder} has no model.safetensors or pytorch_model.bin. Point --model "
+            "at a Hugging Face model folder, a Meta .pth file, or a hub repo id."
         )
     config = folder / "config.json"
     pre = next((folder / n for n in PREPROCESSOR_FILES if (folder / n).is_file()), None)
@@ -175,15 +176,24 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def find_checkpoint(source: str | os.PathLike, revision: str | None = None) -> CheckpointFiles:
-    """Locate the weight/config files for a path or a hub repo id."""
+def find_checkpoint(
+    source: str | os.PathLike, revision: str | None = None, hub_only: bool = False
+) -> CheckpointFiles:
+    """Locate the weight/config files for a path or a hub repo id (only the latter if
+    ``hub_only``)."""
     text = os.fspath(source)
+    if hub_only:
+        if not looks_like_repo_id(text):
+            raise CheckpointError(
+                f"{text!r} is not a Hugging Face repo id such as 'facebook/sam-vit-base'."
+            )
+        return _hub_files(text, revision)
     path = Path(text).expanduser()
     if path.is_dir():
         return _folder_files(path)
     if path.is_file():
         return CheckpointFiles(path)
-    if _looks_like_repo_id(text):
+    if looks_like_repo_id(text):
         return _hub_files(text, revision)
     raise CheckpointError(
         f"No such file or folder: {text!r}. Pass a Hugging Face repo id such as "
@@ -434,6 +444,7 @@ def load_model(
     *,
     revision: str | None = None,
     cache_bytes: int | None = None,
+    hub_only: bool = False,
 ) -> Sam:
     """Load a SAM model ready for :class:`sam.SamPredictor`.
 
@@ -445,11 +456,13 @@ def load_model(
         dtype: weights/activations dtype of the image encoder; ``None`` picks automatically.
         revision: hub branch, tag or commit.
         cache_bytes: byte budget of the embedding cache shared by this model's predictors.
+        hub_only: take ``source`` only as a hub repo id, never as a local path, even when a
+            file or folder of that name exists (the app does so for names typed in its page).
 
     Raises:
         CheckpointError: with a message saying what to do.
     """
-    files = find_checkpoint(source, revision)
+    files = find_checkpoint(source, revision, hub_only)
     target = resolve_device(device)
     raw = read_state_dict(files.weights)
     sd, extras = _normalise_keys(raw)

@@ -145,8 +145,26 @@ def test_missing_path(tmp_path):
 
 def test_folder_without_weights(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="has no model.safetensors or pytorch_model.bin"):
+    (tmp_path / "secret-notes.txt").write_text("x")
+    with pytest.raises(
+        CheckpointError, match="has no model.safetensors or pytorch_model.bin"
+    ) as err:
         load_model(tmp_path)
+    # The app shows this message to remote users: it must not list what the folder holds.
+    assert "secret-notes.txt" not in str(err.value) and "found" not in str(err.value)
+
+
+def test_hub_only_never_reads_a_local_folder_of_that_name(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _reload_hub_constants(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    copy_checkpoint(tiny_checkpoint, tmp_path / "someone" / "tiny-sam")
+    assert load_model("someone/tiny-sam", device="cpu").config is not None  # a local folder
+    with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
+        load_model("someone/tiny-sam", device="cpu", hub_only=True)
+    with pytest.raises(CheckpointError, match="is not a Hugging Face repo id"):
+        load_model(str(tmp_path / "someone" / "tiny-sam"), device="cpu", hub_only=True)
 
 
 def test_empty_file(tmp_path):
