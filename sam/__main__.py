@@ -25,7 +25,7 @@ from .device import PRECISION_CHOICES
 from .errors import SamError
 from .image_io import load_image
 from .masks import mask_to_rle
-from .predictor import SamPredictor
+from .predictor import SamPredictor, check_point_count
 from .text_prompt import DEFAULT_DETECTOR, GroundingDetector, TextPromptConfig, segment_by_text
 
 logger = logging.getLogger("sam")
@@ -185,6 +185,7 @@ def _predict(args: argparse.Namespace) -> int:
     labels = [1] * len(args.point) + [0] * len(args.negative)
     if not points and args.box is None:
         raise SamError("Give at least one --point, --negative or --box.")
+    check_point_count(points, "--point/--negative points")  # before the model loads
     model = load_model(args.model, device=args.device, dtype=args.precision)
     predictor = SamPredictor(model)
     start = time.perf_counter()

@@ -169,8 +169,8 @@ class SamPredictor:
             ``(K, 256, 256) float32``, sorted by score, best first; K is 3 or 1.
         """
         emb = self._require_image()
-        _check_count(point_coords, "points", MAX_POINTS, _TOO_MANY_POINTS)
-        _check_count(point_labels, "point labels", MAX_POINTS, _TOO_MANY_POINTS)
+        check_point_count(point_coords)
+        check_point_count(point_labels, "point labels")
         points, labels = _check_points(point_coords, point_labels, emb.original_size)
         boxes = None if box is None else _check_box(box, emb.original_size)[None]
         mask = None if mask_input is None else _check_mask_input(mask_input)[None]
@@ -285,6 +285,12 @@ _TOO_MANY_BOXES = (
     "{count} {name} is more than the limit of {limit} per predict_boxes call: pass them in "
     "batches of at most {limit}."
 )
+
+
+def check_point_count(points: Any, name: str = "points") -> None:
+    """Raise :class:`PromptError` when ``points`` (any sized sequence) has more than
+    :data:`MAX_POINTS` items; front ends call it before loading or encoding anything."""
+    _check_count(points, name, MAX_POINTS, _TOO_MANY_POINTS)
 
 
 def _check_count(value: Any, name: str, limit: int, message: str) -> None:

@@ -76,6 +76,25 @@ def test_bad_model_path_is_a_message_not_a_traceback(example_photos, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_too_many_points_exit_2_before_the_model_loads(example_photos, tmp_path):
+    """65 clicks: refused with the limit named; the (missing) model is never even looked for."""
+    clicks = [*("--point", "10", "20") * 33, *("--negative", "30", "40") * 32]
+    out = tmp_path / "m.png"
+    result = run_cli(
+        "predict",
+        "--model",
+        str(tmp_path / "missing.pth"),
+        "--image",
+        str(example_photos / "dog.jpg"),
+        *clicks,
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "65 --point/--negative points is more than the limit of 64" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
 def test_bad_image_is_a_message(tiny_checkpoint, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
