@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -14,60 +13,18 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from project_app import NAMES, add_object, make_handlers, start
 from pycocotools.coco import COCO
 
 from sam.masks import mask_to_logits, mask_to_rle
 from ui import actions
 from ui.handlers import Handlers
-from ui.models import ModelManager
-from ui.project import Project
 from ui.state import Session
-
-NAMES = ("dog.jpg", "dogs.jpg", "truck.jpg")  # path order = gallery order
 
 
 class _Evt:
     def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
-
-
-@pytest.fixture
-def folder(tmp_path: Path, example_photos: Path) -> Path:
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in NAMES:
-        shutil.copy(example_photos / name, images / name)
-    return images
-
-
-def make_handlers(folder: Path, checkpoint: Path, tmp: Path, **kw: Any) -> Handlers:
-    """A fresh app over ``folder``: its own store connection and its own loaded model, as after
-    a restart (the model's memory cache starts empty)."""
-    project = Project(folder, **kw)
-    manager = ModelManager(str(checkpoint), device="cpu", embeddings_dir=project.embeddings_dir)
-    assert manager.load().ok
-    return Handlers(manager, tmp / "media", tmp / "export", [], project)
-
-
-@pytest.fixture
-def app(folder: Path, tiny_checkpoint: Path, tmp_path: Path):
-    h = make_handlers(folder, tiny_checkpoint, tmp_path)
-    yield h
-    h.project.close()
-
-
-def start(h: Handlers) -> tuple[Session, list[dict[str, Any]]]:
-    session = Session()
-    updates = [h.on_load(session), *h.on_resume(session)]
-    assert session.link is not None, session.message
-    return session, updates
-
-
-def add_object(h: Handlers, s: Session, x: int, y: int) -> np.ndarray:
-    h.prompt(s, {"kind": "point", "x": x, "y": y})
-    mask = s.doc.candidates.mask.to_array()
-    h.on_accept(s)
-    return mask
 
 
 def stored_masks(h: Handlers, s: Session) -> list[np.ndarray]:
