@@ -1,7 +1,7 @@
 """SAM Annotator: interactive Segment Anything annotation in the browser.
 
-    python app.py [--model SOURCE] [--device auto|cpu|cuda] [--host 127.0.0.1] [--port 7860]
-                  [--precision auto|fp32|bf16|fp16] [--max-cache-mb N]
+    python app.py [--model SOURCE] [--models-dir DIR] [--device auto|cpu|cuda] [--host 127.0.0.1]
+                  [--port 7860] [--precision auto|fp32|bf16|fp16] [--max-cache-mb N]
                   [--images DIR [--db PATH] [--labels labels.txt]]
 
 With ``--images`` a folder of images is a project: a gallery with per-image status, every
@@ -43,6 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "facebook/sam-vit-large, facebook/sam-vit-huge, Zigeng/SlimSAM-uniform-50, "
         "Zigeng/SlimSAM-uniform-77, wanglab/medsam-vit-base), a local folder with config.json + "
         "model.safetensors, or a Meta .pth file. Hub models are downloaded on first use.",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="A folder whose checkpoints the page's Model box may load by path (repeatable). "
+        "Without it the page loads only hub repo ids and --model, never other server paths.",
     )
     parser.add_argument(
         "--device",
@@ -119,6 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-upload-mb must be at least 1")
     if args.max_cache_mb is not None and args.max_cache_mb < 1:
         parser.error("--max-cache-mb must be at least 1")
+    for folder in args.models_dir:
+        if not folder.expanduser().is_dir():
+            parser.error(f"--models-dir {folder} is not a folder")
     if args.images is None and (args.db is not None or args.labels is not None):
         parser.error("--db and --labels belong to a project: give --images DIR too")
     return args
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
         cache_bytes=cache_bytes,
         embeddings_dir=project.embeddings_dir if project else None,
+        models_dirs=args.models_dir,
     )
     # Load while the server starts: a first download takes minutes, and a failure is not fatal
     # (the page explains it and offers other models).

@@ -120,7 +120,7 @@ class Handlers(ProposalHandlers):
 
     def model_status_html(self, session: Session) -> str:
         status = self.manager.status(session.model_source)
-        source = html.escape(self.manager.resolve(session.model_source))
+        source = html.escape(self.manager.name(session.model_source))
         if self.manager.is_loading(session.model_source):
             return (
                 f'<div class="sam-model">Loading model <b>{source}</b>… (the first run '
@@ -180,21 +180,28 @@ class Handlers(ProposalHandlers):
 
     def on_model_change(self, session: Session | None, choice: str | None) -> Iterator[Updates]:
         session = session if isinstance(session, Session) else Session()
-        source = (choice or "").strip()
-        source = dict((label, value) for label, value in MODEL_CHOICES).get(source, source)
-        if not source:
+        typed = (choice or "").strip()
+        typed = dict((label, value) for label, value in MODEL_CHOICES).get(typed, typed)
+        if not typed:
             session.notify("Pick a model or type a hub repo id / local path.", error=True)
             yield self.view(session)
             return
-        session.notify(f"Loading {source}… (the first use downloads it)")
-        yield self.view(session, busy=f"Loading model {source}…")
+        try:  # typed paths load only from allowed places (ui/models.py)
+            source = self.manager.page_source(typed)
+        except SamError as exc:  # one message, whatever was typed (no echo of server paths)
+            session.notify(str(exc), error=True)
+            yield self.view(session)
+            return
+        name = self.manager.name(source)
+        session.notify(f"Loading {name}… (the first use downloads it)")
+        yield self.view(session, busy=f"Loading model {name}…")
         status = self.manager.load(source, retry=True)
         if status.ok:
             session.model_source = source
             actions.clear_prompt(session)
-            session.notify(f"Using {source} on {status.device} (loaded in {status.seconds:.1f} s).")
+            session.notify(f"Using {name} on {status.device} (loaded in {status.seconds:.1f} s).")
         else:
-            session.notify(f"Could not load {source}: {status.message}", error=True)
+            session.notify(f"Could not load {name}: {status.message}", error=True)
         yield self.view(session)
 
     # -- image -----------------------------------------------------------------------------------

@@ -3,22 +3,28 @@
 Models are shared by every session (they are read-only and large); each session only records
 which one it uses. A failed load is remembered with its message so the page can explain it, and
 is retried only when the user asks again.
+
+Names typed in the page's Model box come from remote users, so they may load only hub repo ids,
+the command line's ``--model`` and checkpoints inside a ``--models-dir`` folder; and what the
+page shows never holds an absolute server path.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sam import KNOWN_MODELS, SamPredictor, load_model
+from sam.checkpoint import CheckpointFiles, find_checkpoint, looks_like_repo_id
 from sam.disk_cache import EmbeddingDiskCache
-from sam.errors import SamError
+from sam.errors import CheckpointError, SamError
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +34,32 @@ MODEL_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (f"{name} ({repo})", repo) for name, repo in KNOWN_MODELS.items()
 )
 
+# The one answer to any other name typed in the page: it must not depend on what exists on the
+# server, or the Model box becomes a way to probe its files.
+NOT_ALLOWED = (
+    "The page loads Hugging Face repo ids (such as facebook/sam-vit-base), the app's own model "
+    "and checkpoints inside a --models-dir folder; local paths anywhere else are refused. Start "
+    "the app with --models-dir DIR to allow one."
+)
+# An absolute POSIX or Windows path, up to a space or quote, without trailing punctuation.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\-])(?:/|[A-Za-z]:\\)[^\s'\"]*[^\s'\".,;:)/\\]")
+
 
 @dataclass(frozen=True)
 class ModelStatus:
-    source: str
+    source: str  # the manager's key: a repo id or a local path as the loader gets it
     ok: bool
     device: str = ""
-    message: str = ""  # why loading failed, and what to do
+    message: str = ""  # why loading failed, and what to do; no absolute server path
     seconds: float = 0.0
+    name: str = ""  # what the page shows for the source; no absolute server path
 
 
 class ModelManager:
-    """Loads models on demand and keeps the ``max_loaded`` most recently used ones."""
+    """Loads models on demand and keeps the ``max_loaded`` most recently used ones.
+
+    ``models_dirs`` are the folders whose checkpoints the page may load by path.
+    """
 
     def __init__(
         self,
@@ -50,8 +70,14 @@ class ModelManager:
         loader: Callable[..., Any] = load_model,
         embeddings_dir: Path | None = None,
         precision: str = "auto",
+        models_dirs: Iterable[Path] = (),
     ) -> None:
         self.default_source = default_source
+        self.models_dirs = tuple(Path(d).expanduser().resolve() for d in models_dirs)
+        # What the page shows per source, and the repo ids typed in the page: those are loaded
+        # from the hub even when a server file of that name exists.
+        self._names: dict[str, str] = {default_source: _page_name(default_source)}
+        self._hub_only: set[str] = set()
         self.device = device
         self.precision = precision  # image-encoder precision: auto, fp32, bf16 or fp16
         self.cache_bytes = cache_bytes
@@ -90,6 +116,52 @@ class ModelManager:
 
     def resolve(self, source: str | None) -> str:
         return (source or "").strip() or self.default_source
+
+    def name(self, source: str | None = None) -> str:
+        """What the page shows for ``source``: a repo id, a path relative to its --models-dir,
+        or the base name of the command line's local model."""
+        key = self.resolve(source)
+        return self._names.get(key, key)
+
+    def page_source(self, text: str) -> str:
+        """The source to load for ``text`` typed in the page; raises ModelNotAllowed.
+
+        Allowed: the command line's model (by its source or the name the page shows), a file
+        or folder inside a --models-dir folder (absolute, or relative to that folder; after
+        following symlinks and ``..``, the checkpoint's files too), and a hub repo id. Anything
+        else gets NOT_ALLOWED, whether or not it exists.
+        """
+        text = text.strip()
+        if text in (self.default_source, self.name(self.default_source)):
+            return self.default_source
+        local = self._in_models_dir(text)
+        if local is not None:
+            return local
+        if looks_like_repo_id(text):
+            with self._lock:
+                self._hub_only.add(text)
+            return text
+        raise ModelNotAllowed(NOT_ALLOWED)
+
+    def _in_models_dir(self, text: str) -> str | None:
+        """The resolved path of ``text`` inside a --models-dir folder, or None."""
+        for root in self.models_dirs:
+            try:
+                path = (root / text).resolve()  # an absolute ``text`` replaces ``root``
+                if not (path.is_relative_to(root) and path.exists()):
+                    continue
+                files = find_checkpoint(path)
+            except CheckpointError:  # e.g. a folder without weights: the load explains it
+                files = None
+            except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes, long names
+                continue
+            if files is not None and not _all_inside(files, root):
+                raise ModelNotAllowed(NOT_ALLOWED)  # e.g. a model.safetensors linked from outside
+            key = str(path)
+            with self._lock:
+                self._names[key] = path.relative_to(root).as_posix() if path != root else root.name
+            return key
+        return None
 
     def status(self, source: str | None = None) -> ModelStatus | None:
         """The last load result for ``source``; None if it was never tried."""
@@ -131,16 +203,20 @@ class ModelManager:
                     kwargs["dtype"] = self.precision
                 if self.cache_bytes is not None:
                     kwargs["cache_bytes"] = self.cache_bytes
+                if key in self._hub_only:
+                    kwargs["hub_only"] = True
                 model = self._loader(key, **kwargs)
             except SamError as exc:
                 logger.warning("Could not load model %s: %s", key, exc)
-                status = ModelStatus(key, False, message=str(exc))
-            except Exception as exc:  # a model file can fail in ways no one foresaw
+                status = self._failed(key, str(exc))
+            except Exception:  # a model file can fail in ways no one foresaw
                 logger.exception("Unexpected error loading model %s", key)
-                status = ModelStatus(key, False, message=f"{type(exc).__name__}: {exc}")
+                status = self._failed(key, "Reading it failed unexpectedly; see the server log.")
             else:
                 seconds = time.perf_counter() - start
-                status = ModelStatus(key, True, device=str(model.device), seconds=seconds)
+                status = ModelStatus(
+                    key, True, device=str(model.device), seconds=seconds, name=self.name(key)
+                )
                 logger.info("Loaded %s on %s in %.1f s", key, model.device, seconds)
             with self._lock:
                 if status.ok:
@@ -150,6 +226,14 @@ class ModelManager:
                         logger.info("Unloaded %s (keeping %d models)", dropped, self.max_loaded)
                 self._status[key] = status
             return status
+
+    def _failed(self, key: str, message: str) -> ModelStatus:
+        """A failed load's status; its message names the source as the page does (the full
+        message with paths is in the server log)."""
+        name = self.name(key)
+        for path in sorted({key, str(Path(key).expanduser())}, key=len, reverse=True):
+            message = message.replace(path, name)
+        return ModelStatus(key, False, message=without_paths(message), name=name)
 
     def predictor(self, source: str | None = None) -> SamPredictor:
         """A fresh predictor on ``source``'s model; raises SamError if it cannot be loaded."""
@@ -180,7 +264,29 @@ class ModelUnavailable(SamError):
 
     def __init__(self, status: ModelStatus) -> None:
         super().__init__(
-            f"No model is loaded ({status.source} failed; see the message at the top of the "
+            f"No model is loaded ({status.name} failed; see the message at the top of the "
             "page), so clicks cannot be segmented yet."
         )
         self.status = status
+
+
+class ModelNotAllowed(SamError):
+    """A name typed in the page is neither a hub repo id nor a checkpoint in an allowed place."""
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by its last part (a file or folder name)."""
+    return _ABSOLUTE_PATH.sub(lambda m: re.split(r"[/\\]", m.group())[-1], text)
+
+
+def _page_name(source: str) -> str:
+    """The command line's source as the page shows it: a repo id, or a local path's base name."""
+    if looks_like_repo_id(source) and not Path(source).expanduser().exists():
+        return source
+    return Path(source).name or source
+
+
+def _all_inside(files: CheckpointFiles, root: Path) -> bool:
+    """Whether every file of a checkpoint, symlinks followed, lies inside ``root``."""
+    found = (files.weights, files.config, files.preprocessor)
+    return all(f.resolve().is_relative_to(root) for f in found if f is not None)

@@ -315,8 +315,9 @@ def test_model_failure_is_explained(tmp_path: Path):
 
 
 def test_model_switch_in_page(handlers, opened, tiny_checkpoint, tmp_path):
+    # A path outside the allowed places is refused before any loading (test_model_sources.py).
     updates = list(handlers.on_model_change(opened, str(tmp_path / "nope")))
-    assert opened.message_is_error and len(updates) == 2
+    assert opened.message_is_error and len(updates) == 1
     updates = list(handlers.on_model_change(opened, str(tiny_checkpoint)))
     assert not opened.message_is_error and opened.model_source == str(tiny_checkpoint)
     assert "sam-ok" in updates[-1]["model_status"]
