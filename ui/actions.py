@@ -15,10 +15,11 @@ import numpy as np
 
 from sam import SamPredictor
 from sam.cache import array_digest
+from sam.colors import check_color
 from sam.errors import PromptError
 from sam.masks import mask_to_logits
 
-from .render import normalize_color, write_display_image
+from .render import write_display_image
 from .state import (
     AnnotatedObject,
     Candidates,
@@ -284,6 +285,12 @@ def recolor_object(session: Session, obj_id: int, color: str) -> None:
     session.notify(f"Object #{obj_id} recoloured {color}.")
 
 
+def normalize_color(color: str | None, current: str) -> str:
+    """A colour picked in the page as ``#rrggbb`` (``current`` when none was picked); anything
+    else is refused with :class:`~sam.errors.ColorError`, as it would end up in the page."""
+    return check_color(color) if color else current
+
+
 # -- labels ------------------------------------------------------------------------------------
 
 
@@ -306,7 +313,7 @@ def add_label(session: Session, name: str, color: str | None = None) -> None:
     if doc.label(name) is not None:
         raise PromptError(f"The label “{name}” already exists.")
     # The picker shows the active label's colour; a colour already taken means "not chosen".
-    chosen = normalize_color(color, "") if color else ""
+    chosen = normalize_color(color, "")
     taken = {lab.color for lab in doc.labels}
     labels = session.with_label(doc.labels, name, chosen if chosen not in taken else None)
     session.commit(replace(doc, labels=labels))

@@ -8,7 +8,6 @@ an error message.
 
 from __future__ import annotations
 
-import html
 import logging
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
 from . import actions, api, export, imports, proposals, render
+from .html import text
 from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
 from .project import FILTERS, Project
 from .proposal_handlers import ProposalHandlers
@@ -120,7 +120,7 @@ class Handlers(ProposalHandlers):
 
     def model_status_html(self, session: Session) -> str:
         status = self.manager.status(session.model_source)
-        source = html.escape(self.manager.name(session.model_source))
+        source = text(self.manager.name(session.model_source))
         if self.manager.is_loading(session.model_source):
             return (
                 f'<div class="sam-model">Loading model <b>{source}</b>… (the first run '
@@ -131,11 +131,11 @@ class Handlers(ProposalHandlers):
         if status.ok:
             return (
                 f'<div class="sam-model sam-ok">Model <b>{source}</b> on '
-                f"<b>{html.escape(status.device)}</b></div>"
+                f"<b>{text(status.device)}</b></div>"
             )
         return (
             '<div class="sam-model sam-bad"><b>The model could not be loaded.</b> '
-            f"<code>{source}</code>: {html.escape(status.message)}<br>"
+            f"<code>{source}</code>: {text(status.message)}<br>"
             "<b>Fix:</b> restart with a local checkpoint, e.g. "
             "<code>python app.py --model /path/to/sam_vit_b_01ec64.pth</code> (or a folder "
             "with config.json + model.safetensors), connect to the internet once to download "

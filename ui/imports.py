@@ -49,7 +49,8 @@ def masks_from_coco(path: str | Path) -> dict[str, list[ImportedMask]]:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         images = {img["id"]: img for img in document["images"]}
-        categories = {c["id"]: c["name"] for c in document.get("categories", [])}
+        # Names become labels shown in the page (escaped there); COCO carries no colours.
+        categories = {c["id"]: str(c["name"]) for c in document.get("categories", [])}
         annotations = document["annotations"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PromptError(f"{Path(path).name} is not a COCO instances file: {exc}") from exc

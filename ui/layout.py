@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import html
 import inspect
 import logging
 import shutil
@@ -19,6 +18,7 @@ from sam.automatic import AutoMaskConfig
 from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
 from .handlers import Handlers, Updates
+from .html import text
 from .models import MODEL_CHOICES, ModelManager
 from .project import Project
 from .proposals import TextDetectors
@@ -112,7 +112,7 @@ def build_demo(
                 "<h1>SAM Annotator</h1><p>Click an object, pick the best of three masks, "
                 "label it, export PNGs.</p>"
                 if project is None
-                else f"<h1>SAM Annotator</h1><p>Folder <b>{html.escape(str(project.folder))}</b>"
+                else f"<h1>SAM Annotator</h1><p>Folder <b>{text(project.folder)}</b>"
                 " — every change is saved at once.</p>",
                 elem_id="sam-header",
                 js_on_load=None,

@@ -7,7 +7,6 @@ same image is still open.
 
 from __future__ import annotations
 
-import html
 import itertools
 import logging
 import threading
@@ -21,6 +20,7 @@ from sam.automatic import AutoMaskConfig
 from sam.errors import SamError, TextPromptError
 from sam.text_prompt import TextPromptConfig, normalise_prompt
 
+from . import html as markup
 from . import proposals, render
 from .safe import Updates, _safe
 from .state import Proposals, Session
@@ -101,7 +101,7 @@ class ProposalHandlers:
         message = message or (
             "Find objects needs the optional extra: pip install '.[text]' (adds transformers)."
         )
-        return {"find_note": f'<div class="sam-find-note">{html.escape(message)}</div>'}
+        return {"find_note": f'<div class="sam-find-note">{markup.text(message)}</div>'}
 
     # -- running the engine ----------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ never go through here and stay at the original size.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import itertools
 import logging
@@ -20,9 +19,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from sam.colors import color_rgb
 from sam.prefetch import PrefetchStatus
 from sam.store import ImageRecord
 
+from .html import FALLBACK_COLOR, attrs, css_color, text
 from .state import Candidates, Doc, Mask, Proposals, Session
 
 logger = logging.getLogger(__name__)
@@ -37,31 +38,8 @@ _revision = itertools.count(1)
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
-    c = color.strip().lstrip("#")
-    if len(c) == 3:
-        c = "".join(ch * 2 for ch in c)
-    try:
-        return (int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16))
-    except (ValueError, IndexError):
-        return (78, 121, 167)
-
-
-def normalize_color(color: str | None, fallback: str = "#4e79a7") -> str:
-    """``'#RGB'``, ``'#rrggbb'``, ``'rgb(r, g, b)'`` or ``'rgba(...)'`` -> ``'#rrggbb'``."""
-    if not color:
-        return fallback
-    text = color.strip().lower()
-    if text.startswith("rgb"):
-        try:
-            parts = [float(p) for p in text[text.index("(") + 1 : text.index(")")].split(",")[:3]]
-            r, g, b = (max(0, min(255, round(p))) for p in parts)
-            return f"#{r:02x}{g:02x}{b:02x}"
-        except (ValueError, IndexError):
-            return fallback
-    r, g, b = hex_to_rgb(text)
-    if text.lstrip("#") and all(ch in "0123456789abcdef" for ch in text.lstrip("#")):
-        return f"#{r:02x}{g:02x}{b:02x}"
-    return fallback
+    """``'#rrggbb'`` -> ``(r, g, b)``; the fallback colour's for anything that is not one."""
+    return color_rgb(css_color(color))
 
 
 def display_size(height: int, width: int, max_side: int = MAX_DISPLAY_SIDE) -> tuple[int, int]:
@@ -229,7 +207,7 @@ def current_color(session: Session) -> str:
     if doc.editing is not None and (obj := doc.object(doc.editing)) is not None:
         return doc.color_of(obj)
     lab = doc.label(session.active_label)
-    return lab.color if lab else "#4e79a7"
+    return lab.color if lab else FALLBACK_COLOR
 
 
 def overlay_data_uri(canvas: np.ndarray, palette: np.ndarray) -> str:
@@ -295,38 +273,41 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
     if doc.image is None:
         veil = _busy_html(busy, job) if busy else ""
         return (
-            f'<div class="sam-stage sam-empty" data-mode="{mode}" data-rev="{rev}">'
+            f"<div{attrs(class_='sam-stage sam-empty', data_mode=mode, data_rev=rev)}>"
             '<div class="sam-drop"><div class="sam-drop-icon">⬆</div>'
             "<div><b>Drop an image here</b></div>"
             "<div>or click here to choose a file, or pick an example on the right</div></div>"
             f"{veil}</div>"
         )
     height, width = doc.image.size
-    reviewing = ' data-proposals="1"' if doc.proposals is not None else ""
+    stage = attrs(
+        class_="sam-stage", data_mode=mode, data_w=width, data_h=height, data_key=doc.image.key,
+        data_rev=rev, data_proposals="1" if doc.proposals is not None else None,
+    )  # fmt: skip
+    photo = file_url(doc.image.display_path)
     parts = [
-        f'<div class="sam-stage" data-mode="{mode}" data-w="{width}" data-h="{height}" '
-        f'data-key="{doc.image.key}" data-rev="{rev}"{reviewing}>',
-        f'<div class="sam-canvas" style="--ar:{width / height:.6f}">',
-        f'<img class="sam-base" alt="" draggable="false" src="{file_url(doc.image.display_path)}">',
+        f"<div{stage}>",
+        f"<div{attrs(class_='sam-canvas', style=f'--ar:{width / height:.6f}')}>",
+        f"<img{attrs(class_='sam-base', alt='', draggable='false', src=photo)}>",
     ]
     indexed = overlay_indexed(session)
     if indexed is not None and indexed[0].any():
         uri = overlay_data_uri(*indexed)
-        parts.append(f'<img class="sam-overlay" alt="" draggable="false" src="{uri}">')
+        parts.append(f"<img{attrs(class_='sam-overlay', alt='', draggable='false', src=uri)}>")
     box = doc.prompt.box
     if box is not None:
         x0, y0, x1, y1 = box
-        parts.append(
-            f'<div class="sam-box" data-box="{x0},{y0},{x1},{y1}" '
-            f'style="left:{_pct(x0, width)};top:{_pct(y0, height)};'
-            f'width:{_pct(x1 - x0, width)};height:{_pct(y1 - y0, height)}"></div>'
+        place = (
+            f"left:{_pct(x0, width)};top:{_pct(y0, height)};"
+            f"width:{_pct(x1 - x0, width)};height:{_pct(y1 - y0, height)}"
         )
+        frame = attrs(class_="sam-box", data_box=f"{x0},{y0},{x1},{y1}", style=place)
+        parts.append(f"<div{frame}></div>")
     for x, y, label in doc.prompt.points:
         kind = "pos" if label == 1 else "neg"
-        parts.append(
-            f'<div class="sam-pt sam-{kind}" data-x="{x}" data-y="{y}" '
-            f'style="left:{_pct(x + 0.5, width)};top:{_pct(y + 0.5, height)}"></div>'
-        )
+        place = f"left:{_pct(x + 0.5, width)};top:{_pct(y + 0.5, height)}"
+        point = attrs(class_=f"sam-pt sam-{kind}", data_x=x, data_y=y, style=place)
+        parts.append(f"<div{point}></div>")
     parts.append('<div class="sam-live"></div>')
     if doc.proposals is not None:
         parts.append(_review_banner(doc.proposals))
@@ -338,14 +319,14 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
     return "".join(parts)
 
 
-def _busy_html(text: str, job: str = "") -> str:
+def _busy_html(note: str, job: str = "") -> str:
     """The veil over the stage; its clock runs from the first render of ``job`` (a long task
     re-renders the veil to show its progress)."""
     since = int(time.time() * 1000)
-    tag = f' data-job="{html.escape(job)}"' if job else ""
+    clock = attrs(class_="sam-elapsed", data_since=since, data_job=job or None)
     return (
-        f'<div class="sam-busy"><div class="sam-spinner"></div><span>{html.escape(text)}</span>'
-        f'<span class="sam-elapsed" data-since="{since}"{tag}>0.0 s</span></div>'
+        f'<div class="sam-busy"><div class="sam-spinner"></div><span>{text(note)}</span>'
+        f"<span{clock}>0.0 s</span></div>"
     )
 
 
@@ -362,7 +343,7 @@ def _hud_text(session: Session) -> str:
     doc = session.doc
     assert doc.image is not None
     height, width = doc.image.size
-    bits = [f"{html.escape(doc.image.name)} · {width}×{height}"]
+    bits = [f"{text(doc.image.name)} · {width}×{height}"]
     n_pos = sum(1 for p in doc.prompt.points if p[2] == 1)
     n_neg = len(doc.prompt.points) - n_pos
     if doc.proposals is not None:
@@ -452,10 +433,12 @@ def candidates_html(session: Session) -> str:
         zip(candidate_thumbnails(session), cands.scores, cands.masks, strict=True)
     ):
         selected = " sam-selected" if i == cands.selected else ""
+        card = attrs(
+            class_=f"sam-cand{selected}", data_event="pick", data_index=i,
+            title=f"Use candidate {i + 1}",
+        )  # fmt: skip
         cards.append(
-            f'<button class="sam-cand{selected}" data-event="pick" data-index="{i}" '
-            f'title="Use candidate {i + 1}">'
-            f'<img alt="candidate {i + 1}" src="{uri}">'
+            f"<button{card}><img{attrs(alt=f'candidate {i + 1}', src=uri)}>"
             f'<span class="sam-cand-cap"><b>{i + 1}</b> IoU {score:.3f} · '
             f"{100 * mask.area / total:.1f}%</span></button>"
         )
@@ -479,11 +462,13 @@ def labels_html(session: Session) -> str:
     for i, lab in enumerate(doc.labels):
         active = " sam-active" if lab.name == session.active_label else ""
         key = f"<kbd>{i + 1}</kbd>" if i < 9 else ""
+        chip = attrs(
+            class_=f"sam-chip{active}", data_event="choose", data_index=i,
+            title=f"Label new objects as {lab.name}",
+        )  # fmt: skip
         chips.append(
-            f'<button class="sam-chip{active}" data-event="choose" data-index="{i}" '
-            f'title="Label new objects as {html.escape(lab.name)}">'
-            f'{key}<span class="sam-swatch" style="background:{lab.color}"></span>'
-            f"{html.escape(lab.name)} <small>({counts.get(lab.name, 0)})</small></button>"
+            f"<button{chip}>{key}{_swatch(lab.color)}"
+            f"{text(lab.name)} <small>({counts.get(lab.name, 0)})</small></button>"
         )
     return f'<div class="sam-chips">{"".join(chips)}</div>'
 
@@ -506,20 +491,28 @@ def objects_html(session: Session) -> str:
         if obj.id == doc.editing:
             classes.append("sam-editing")
         eye = "Show" if obj.hidden else "Hide"
+        row = attrs(
+            class_=" ".join(classes), data_event="act", data_id=obj.id, data_action="select"
+        )
         rows.append(
-            f'<div class="{" ".join(classes)}" data-event="act" data-id="{obj.id}" '
-            f'data-action="select">'
-            f'<span class="sam-swatch" style="background:{doc.color_of(obj)}"></span>'
-            f'<span class="sam-obj-name">#{obj.id} {html.escape(obj.label)}</span>'
+            f"<div{row}>{_swatch(doc.color_of(obj))}"
+            f'<span class="sam-obj-name">#{obj.id} {text(obj.label)}</span>'
             f'<span class="sam-obj-meta">{100 * obj.mask.area / total:.1f}%</span>'
-            f'<button data-event="act" data-id="{obj.id}" data-action="hide" title="{eye}">'
-            f"{'◌' if obj.hidden else '◉'}</button>"
-            f'<button data-event="act" data-id="{obj.id}" data-action="edit" '
-            f'title="Re-edit with more clicks">✎</button>'
-            f'<button data-event="act" data-id="{obj.id}" data-action="delete" '
-            f'title="Delete">✕</button></div>'
+            f"<button{_act(obj.id, 'hide', eye)}>{'◌' if obj.hidden else '◉'}</button>"
+            f"<button{_act(obj.id, 'edit', 'Re-edit with more clicks')}>✎</button>"
+            f"<button{_act(obj.id, 'delete', 'Delete')}>✕</button></div>"
         )
     return f'<div class="sam-objs">{"".join(rows)}</div>'
+
+
+def _swatch(color: str) -> str:
+    """A colour square; only a validated ``#rrggbb`` reaches its style."""
+    return f"<span{attrs(class_='sam-swatch', style=f'background:{css_color(color)}')}></span>"
+
+
+def _act(obj_id: int, action: str, title: str) -> str:
+    """The attributes of an object row's button (static/lists.js sends ``action``)."""
+    return attrs(data_event="act", data_id=obj_id, data_action=action, title=title)
 
 
 def proposals_html(session: Session) -> str:
@@ -530,22 +523,19 @@ def proposals_html(session: Session) -> str:
     chips = []
     for i, p in enumerate(props.items):
         state = " sam-accepted" if p.accepted else ""
-        name = f" {html.escape(p.phrase)}" if p.phrase else ""
+        name = f" {text(p.phrase)}" if p.phrase else ""
         mark = "✓" if p.accepted else "○"
+        verb = "Reject" if p.accepted else "Accept"
+        chip = attrs(
+            class_=f"sam-prop{state}", data_event="toggle", data_index=i,
+            title=f"{verb} proposal {i + 1} ({p.mask.area:,} px)",
+        )  # fmt: skip
         chips.append(
-            f'<button class="sam-prop{state}" data-event="toggle" data-index="{i}" '
-            f'title="{"Reject" if p.accepted else "Accept"} proposal {i + 1} '
-            f'({p.mask.area:,} px)">'
-            f'<span class="sam-prop-mark">{mark}</span>'
-            f'<span class="sam-swatch" style="background:{p.color}"></span>'
+            f'<button{chip}><span class="sam-prop-mark">{mark}</span>{_swatch(p.color)}'
             f"{name} <small>{p.score:.2f}</small></button>"
         )
     n, accepted = len(props.items), len(props.accepted)
-    what = (
-        "Segment everything"
-        if props.source == "everything"
-        else (f"Find “{html.escape(props.query)}”")
-    )
+    what = "Segment everything" if props.source == "everything" else f"Find “{text(props.query)}”"
     return (
         f'<div class="sam-props-head"><b>{what}</b>: {_count(n, "proposal")}, '
         f'<b class="sam-props-count">{accepted}</b> accepted — click masks on the image '
@@ -558,7 +548,7 @@ def message_html(session: Session) -> str:
     if not session.message:
         return ""
     kind = "sam-msg sam-error" if session.message_is_error else "sam-msg"
-    return f'<div class="{kind}">{html.escape(session.message)}</div>'
+    return f"<div{attrs(class_=kind)}>{text(session.message)}</div>"
 
 
 # -- project gallery ---------------------------------------------------------------------------
@@ -583,15 +573,17 @@ def gallery_html(
         count = f"{rec.num_objects} obj" if rec.num_objects else "—"
         thumb = thumbnail(rec.id)
         picture = (
-            f'<img class="sam-thumb" alt="" loading="lazy" src="{file_url(thumb)}">'
+            f"<img{attrs(class_='sam-thumb', alt='', loading='lazy', src=file_url(thumb))}>"
             if thumb
             else '<span class="sam-thumb"></span>'
         )
+        status = STATUS_NAMES[rec.status]
+        row = attrs(
+            class_=classes, data_event="open", data_id=rec.id, title=f"{rec.path} — {status}"
+        )
         rows.append(
-            f'<button class="{classes}" data-event="open" data-id="{rec.id}" '
-            f'title="{html.escape(rec.path)} — {STATUS_NAMES[rec.status]}">{picture}'
-            f'<span class="sam-dot" aria-label="{STATUS_NAMES[rec.status]}"></span>'
-            f'<span class="sam-img-name">{html.escape(rec.path)}</span>'
+            f"<button{row}>{picture}<span{attrs(class_='sam-dot', aria_label=status)}></span>"
+            f'<span class="sam-img-name">{text(rec.path)}</span>'
             f'<span class="sam-img-meta">{count}</span></button>'
         )
     return f'<div class="sam-gallery">{"".join(rows)}</div>'
@@ -601,22 +593,24 @@ def progress_html(counts: dict[str, int], status: str | None) -> str:
     """ "n of N done", the current image's status, and a bar split by status."""
     total = sum(counts.values())
     done, busy = counts.get("done", 0), counts.get("in_progress", 0)
-    current = (
-        f'<span class="sam-pill sam-st-{status}" title="Status of this image">'
-        f'<span class="sam-dot"></span>{STATUS_NAMES[status]}</span>'
-        if status
-        else ""
-    )
+    current = ""
+    if status:
+        pill = attrs(class_=f"sam-pill sam-st-{status}", title="Status of this image")
+        current = f'<span{pill}><span class="sam-dot"></span>{STATUS_NAMES[status]}</span>'
     return (
         '<div class="sam-progress">'
         f'<div class="sam-progress-head"><b>{done} of {total} done</b>{current}</div>'
         '<div class="sam-bar">'
-        f'<span class="sam-bar-done" style="width:{100 * done / max(total, 1):.2f}%"></span>'
-        f'<span class="sam-bar-busy" style="width:{100 * busy / max(total, 1):.2f}%"></span>'
+        f"{_bar('sam-bar-done', done, total)}{_bar('sam-bar-busy', busy, total)}"
         "</div>"
         f'<div class="sam-progress-text">{busy} in progress · '
         f"{counts.get('not_started', 0)} not started</div></div>"
     )
+
+
+def _bar(kind: str, count: int, total: int) -> str:
+    """One part of the progress bar, ``count / total`` of its width."""
+    return f"<span{attrs(class_=kind, style=f'width:{100 * count / max(total, 1):.2f}%')}></span>"
 
 
 def prefetch_html(status: PrefetchStatus | None) -> str:
@@ -628,7 +622,7 @@ def prefetch_html(status: PrefetchStatus | None) -> str:
             '<div class="sam-prefetch sam-ready">⚡ Next and previous images ready: '
             "switching is instant.</div>"
         )
-    name = html.escape(Path(status.current).name) if status.current else "…"
+    name = text(Path(status.current).name) if status.current else "…"
     queued = f" ({status.pending} more queued)" if status.pending else ""
     return (
         f'<div class="sam-prefetch"><span class="sam-spinner sam-small"></span>'

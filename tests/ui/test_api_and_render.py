@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 import subprocess
 import sys
+from dataclasses import replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 import gradio as gr
@@ -14,9 +18,9 @@ import pytest
 from PIL import Image
 
 from sam.errors import PromptError
-from ui import api, render
+from ui import actions, api, render
 from ui.layout import build_demo
-from ui.state import Session
+from ui.state import AnnotatedObject, Label, Mask, Proposal, Proposals, Session
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,10 +184,114 @@ def test_empty_session_renders():
 
 @pytest.mark.parametrize(
     ("given", "want"),
-    [("#ABC", "#aabbcc"), ("#12ab34", "#12ab34"), ("rgb(255, 0, 10)", "#ff000a"), ("x", "#4e79a7")],
+    [("#ABC", "#aabbcc"), ("#12ab34", "#12ab34"), ("rgb(255, 0, 10)", "#ff000a"), ("", "#010203")],
 )
 def test_normalize_color(given, want):
-    assert render.normalize_color(given) == want
+    assert actions.normalize_color(given, "#010203") == want
+
+
+HOSTILE_NAMES = ('x" onmouseover="alert(1)', "<img src=x onerror=alert(2)>", "a'b&c")
+HOSTILE_COLORS = (
+    '#abc" onmouseover="alert(1)',
+    '#fff"><img src=x onerror=alert(2)>',
+    "red;background-image:url(http://example.invalid/x.png)",
+)
+
+
+class _Tags(HTMLParser):
+    """Start tags with their attributes, and the text, of an HTML fragment."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(markup)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def assert_inert(markup: str) -> _Tags:
+    """No script handler, no image and no style but a plain ``#rrggbb`` swatch colour."""
+    parsed = _Tags(markup)
+    for tag, attributes in parsed.tags:
+        assert tag != "img", markup
+        assert not [a for a in attributes if a.startswith("on")], (tag, attributes)
+        style = attributes.get("style")
+        assert style is None or re.fullmatch(r"background:#[0-9a-f]{6}", style), style
+    return parsed
+
+
+def test_hostile_names_and_colours_render_as_text_and_safe_colours(handlers, opened):
+    """Even colours that slipped past validation never reach the page's markup."""
+    doc = opened.doc
+    h, w = doc.image.size
+    mask = np.zeros((h, w), bool)
+    mask[10:50, 10:50] = True
+    labels = tuple(
+        Label(i + 1, name, color)
+        for i, (name, color) in enumerate(zip(HOSTILE_NAMES, HOSTILE_COLORS, strict=True))
+    )
+    objects = tuple(
+        AnnotatedObject(id=i + 1, label=lab.name, mask=Mask.from_array(mask), score=1.0,
+                        color=HOSTILE_COLORS[-1 - i])
+        for i, lab in enumerate(labels)
+    )  # fmt: skip
+    items = tuple(
+        Proposal(Mask.from_array(mask), 0.9, 0.9, color, phrase=name)
+        for name, color in zip(HOSTILE_NAMES, HOSTILE_COLORS, strict=True)
+    )
+    opened.commit(
+        replace(
+            doc, labels=labels, objects=objects, next_id=len(objects) + 1,
+            proposals=Proposals(items, "text", query=HOSTILE_NAMES[1]),
+        )
+    )  # fmt: skip
+    opened.active_label = labels[0].name
+    for part in (render.labels_html, render.objects_html, render.proposals_html):
+        shown = "".join(assert_inert(part(opened)).text)
+        for name in HOSTILE_NAMES:
+            assert name in shown  # the name itself, as text
+    assert "sam-overlay" in render.stage_html(opened)  # drawn in the fallback colour
+
+
+@pytest.mark.parametrize("color", HOSTILE_COLORS)
+def test_a_bad_colour_from_the_page_is_refused(handlers, opened, color):
+    handlers.on_add_label(opened, "cat", color)
+    assert opened.message_is_error and "not a colour" in opened.message
+    assert opened.doc.label("cat") is None
+    before = opened.doc.labels
+    handlers.on_save_label(opened, "object", color)
+    assert opened.message_is_error and opened.doc.labels == before
+    handlers.prompt(opened, {"kind": "point", "x": 899, "y": 599})
+    handlers.on_accept(opened)
+    (obj,) = opened.doc.objects
+    opened.selected_object = obj.id
+    handlers.on_object_color(opened, color)
+    assert opened.message_is_error and opened.doc.objects == (obj,)
+
+
+def test_coco_category_names_are_labels_shown_as_text(handlers, opened, tmp_path):
+    h, w = opened.doc.image.size
+    polygon = [[10, 10, 40, 10, 40, 40, 10, 40]]
+    coco = {
+        "images": [{"id": 1, "file_name": "truck.jpg", "height": h, "width": w}],
+        "annotations": [
+            {"id": i, "image_id": 1, "category_id": i, "segmentation": polygon} for i in (1, 2)
+        ],
+        "categories": [{"id": 1, "name": HOSTILE_NAMES[1]}, {"id": 2, "name": 7}],
+    }
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(coco))
+    handlers.on_import(opened, str(path))
+    assert not opened.message_is_error, opened.message
+    assert [o.label for o in opened.doc.objects] == [HOSTILE_NAMES[1], "7"]
+    shown = "".join(assert_inert(render.labels_html(opened)).text)
+    assert HOSTILE_NAMES[1] in shown
 
 
 def test_app_help_lists_every_flag():
