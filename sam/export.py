@@ -1,34 +1,212 @@
-"""Dataset export: COCO instances JSON, YOLO segmentation, PNG instance/semantic maps.
+"""One exporter for every way annotations leave the app.
 
-``python -m sam.export --db PATH --format coco|yolo|png --out DIR [--polygons]``
+The page's *Export all (zip)* (one image), the page's *Export project* and
+``python -m sam.export --db PATH --format coco|yolo|png --out DIR [--polygons]`` all build
+their files here, so they agree on label ids, ``labels.json``, boxes and colours.
 
-Masks leave the database exactly as stored (COCO RLE). Polygons (COCO option, YOLO) come from
-OpenCV contours and cannot represent holes; RLE is the default for COCO for that reason.
+Label ids are the labels' stable ids: the store's label id in a folder project, 1, 2, ... never
+reused in a single-upload session. Deleting a label never renumbers the others. An object
+without a label is background (0) in semantic maps and has ``label_id: null`` in
+``labels.json``; COCO and YOLO need a category, so there it is left out and listed as skipped.
+
+One image's *bundle* (the page's zip; one folder per image, named after the image file, in the
+PNG dataset):
+
+- ``instance_map.png``: object i (1..N, list order) painted with i, 0 = background; 8-bit, or
+  16-bit beyond 255 objects. Where objects overlap the later one wins.
+- ``semantic_map.png``: each object's label id, 0 = background and objects without a label;
+  16-bit when a label id exceeds 255.
+- ``masks/NNNN_<label>.png``: each object's complete mask, 0/255.
+- ``labels.json``: ``{"image": {"name", "width", "height"}, "background": 0, "labels": [{"id",
+  "name", "color"}], "objects": [{"id", "label_id", "label", "color", "area", "bbox", "score",
+  "mask", "hidden", "prompts"}]}``; ``id`` is the object's value in the instance map, ``bbox``
+  is COCO ``[x, y, w, h]`` in pixels (:func:`bbox_xywh`, used by every format), ``prompts`` is
+  ``{"points": [[x, y, 1 | 0]], "box": [x0, y0, x1, y1] | null}`` or null.
+
+A project image whose file cannot be read (missing, empty, truncated, not an image, or a size
+other than the one its masks were drawn on) is skipped: the other images are exported, and every
+skipped image or object is named in ``skipped.txt`` and in the :class:`ExportReport`. Masks
+leave the database exactly as stored (COCO RLE); polygons (COCO option, YOLO) come from OpenCV
+contours and cannot represent holes, which is why RLE is the COCO default.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import re
+import sqlite3
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from .errors import ExportError, SamError
-from .masks import mask_to_polygons, rle_to_mask
+from .errors import ExportError, ImageLoadError, SamError
+from .masks import mask_to_polygons, mask_to_rle, rle_to_mask
 from .store import AnnotationStore, ImageRecord, Label, ObjectRecord
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("coco", "yolo", "png")
 UNLABELLED = "unlabelled"
+UNLABELLED_COLOR = "#9ca3af"  # objects without a label (and no colour of their own)
+MASK_ON = 255
+SKIPPED_FILE = "skipped.txt"
+NO_CATEGORY = "has no label; left out (COCO and YOLO need a category)"
+# How many skipped images a one-line summary names before "and N more".
+SUMMARY_NAMES = 5
+
+#: Where exported files go: ``put(relative posix path, content)``, e.g. ``ZipFile.writestr``.
+Sink = Callable[[str, bytes], None]
 
 
-# -- pure map builders ---------------------------------------------------------------------
+class MaskSource(Protocol):
+    """Anything that unpacks to a full-size ``(H, W) bool`` mask (``ui.state.Mask``,
+    :class:`RleMask`)."""
+
+    def to_array(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RleMask:
+    """A stored mask, unpacked only when written (a project's masks never all sit in memory)."""
+
+    rle: dict[str, Any]  # COCO RLE, as stored
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        height, width = self.rle["size"]
+        return int(height), int(width)
+
+    def to_array(self) -> np.ndarray:
+        return rle_to_mask(self.rle)
+
+
+@dataclass(frozen=True)
+class ExportObject:
+    """One object as every format sees it."""
+
+    mask: MaskSource
+    label_id: int | None  # a label's stable id; None (or an id no label has): no label
+    score: float | None = None
+    hidden: bool = False
+    color: str | None = None  # None: the label's colour
+    prompts: dict[str, Any] | None = None  # as :func:`prompts_record` makes it
+    source_id: int = 0  # the store's (or session's) object id: COCO annotation ids
+
+
+@dataclass(frozen=True)
+class ExportImage:
+    """One image with its labels and objects; ``name`` is its path in the project."""
+
+    name: str
+    height: int
+    width: int
+    labels: tuple[Label, ...]
+    objects: tuple[ExportObject, ...]
+    source_id: int = 1  # the store's image id: COCO image ids
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An image left out of an export (``object_id`` None), or one of its objects."""
+
+    image: str
+    reason: str
+    object_id: int | None = None  # the object's instance id (1..N in the image)
+
+    def __str__(self) -> str:
+        what = self.image if self.object_id is None else f"{self.image} object #{self.object_id}"
+        return f"{what}: {self.reason}"
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and what it left out."""
+
+    format: str
+    images: int = 0
+    objects: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the page: the skipped images by name, objects left out counted."""
+        images = [s for s in self.skipped if s.object_id is None]
+        objects = len(self.skipped) - len(images)
+        parts = []
+        if images:
+            parts.append(f"skipped {len(images)} image(s): {name_skipped(images)}")
+        if objects:
+            parts.append(f"left out {objects} object(s) without a label")
+        return (", ".join(parts) + f" (see {SKIPPED_FILE})") if parts else ""
+
+
+def name_skipped(items: Sequence[Skipped]) -> str:
+    """``a.jpg (reason); b.jpg (reason); and N more``: the first few, for a message."""
+    named = "; ".join(f"{s.image} ({s.reason})" for s in items[:SUMMARY_NAMES])
+    more = len(items) - SUMMARY_NAMES
+    return named + (f"; and {more} more" if more > 0 else "")
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+
+def bbox_xywh(mask: np.ndarray) -> list[int]:
+    """COCO box ``[x, y, w, h]`` in pixels of an ``(H, W) bool`` mask; ``[0, 0, 0, 0]`` when
+    the mask is empty. Every format's box comes from here."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return [0, 0, 0, 0]
+    cols = np.flatnonzero(mask.any(axis=0))
+    x, y = int(cols[0]), int(rows[0])
+    return [x, y, int(cols[-1]) + 1 - x, int(rows[-1]) + 1 - y]
+
+
+def prompts_record(
+    points: Iterable[Sequence[int]], box: Sequence[int] | None
+) -> dict[str, Any] | None:
+    """``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | None}``, None when empty."""
+    listed = [[int(v) for v in point] for point in points]
+    if not listed and not box:
+        return None
+    return {"points": listed, "box": [int(v) for v in box] if box else None}
+
+
+def safe_name(text: str, default: str) -> str:
+    """``text`` as one harmless file-name component: no separators, no leading dots."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or default
+
+
+def object_filename(instance_id: int, label: str | None) -> str:
+    """``masks/NNNN_<label>.png`` of the object with this instance id."""
+    return f"masks/{instance_id:04d}_{safe_name(label or UNLABELLED, 'object')}.png"
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """Lossless PNG of a 2-D uint8 (8-bit) or uint16 (16-bit) array."""
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
+    if array.dtype == np.uint16:
+        # Pillow maps little-endian uint16 to mode "I;16" and writes a 16-bit greyscale PNG.
+        image = Image.fromarray(array.astype("<u2", copy=False))
+    elif array.dtype == np.uint8:
+        image = Image.fromarray(array)
+    else:
+        raise ValueError(f"expected uint8 or uint16, got {array.dtype}")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def binary_mask_png(mask: np.ndarray) -> bytes:
+    """0/255 PNG of one ``(H, W) bool`` mask."""
+    return png_bytes(np.asarray(mask, dtype=bool).astype(np.uint8) * MASK_ON)
 
 
 def _map_dtype(max_value: int) -> type[np.unsignedinteger]:
@@ -37,186 +215,362 @@ def _map_dtype(max_value: int) -> type[np.unsignedinteger]:
     return np.uint8 if max_value <= 255 else np.uint16
 
 
-def instance_map(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` map where pixel = 1-based index of the last mask covering it, 0 elsewhere.
-
-    uint8 for up to 255 masks, uint16 beyond (PNG stores both losslessly).
-    """
-    out = np.zeros(shape, dtype=_map_dtype(len(masks)))
-    for i, mask in enumerate(masks, start=1):
-        out[mask] = i
-    return out
+def _label_table(labels: Iterable[Label]) -> dict[int, Label]:
+    """Real labels by id, in id order; id 0 stands for "no label" and is left out."""
+    return {lab.id: lab for lab in sorted(labels, key=lambda lab: lab.id) if lab.id > 0}
 
 
-def semantic_map(
-    masks: Sequence[np.ndarray], label_ids: Sequence[int], shape: tuple[int, int]
-) -> np.ndarray:
-    """``(H, W)`` map where pixel = label id of the last mask covering it, 0 = background."""
-    out = np.zeros(shape, dtype=_map_dtype(max(label_ids, default=0)))
-    for mask, label in zip(masks, label_ids, strict=True):
-        out[mask] = label
-    return out
+# -- one image ------------------------------------------------------------------------------------
 
 
-def labels_json(labels: Sequence[Label]) -> dict[str, dict[str, str]]:
-    """``{"<id>": {"name": ..., "color": ...}}`` for the semantic map's values."""
-    return {str(label.id): {"name": label.name, "color": label.color} for label in labels}
+def write_bundle(image: ExportImage, put: Sink) -> None:
+    """Write one image's ``instance_map.png``, ``semantic_map.png``, ``masks/NNNN_<label>.png``
+    and ``labels.json`` (see the module docstring), each mask unpacked once."""
+    shape = (image.height, image.width)
+    labels = _label_table(image.labels)
+    owners = [labels.get(obj.label_id) if obj.label_id is not None else None
+              for obj in image.objects]  # fmt: skip
+    instances = np.zeros(shape, _map_dtype(len(image.objects)))
+    semantic = np.zeros(shape, _map_dtype(max((lab.id for lab in owners if lab), default=0)))
+    entries = []
+    for number, (obj, label) in enumerate(zip(image.objects, owners, strict=True), start=1):
+        mask = np.asarray(obj.mask.to_array(), dtype=bool)
+        if mask.shape != shape:
+            raise ExportError(
+                f"{image.name}: object #{number} is {mask.shape[1]}×{mask.shape[0]} but the "
+                f"image is {image.width}×{image.height}."
+            )
+        instances[mask] = number
+        if label is not None:
+            semantic[mask] = label.id
+        entry = _object_entry(number, obj, label, mask)
+        put(entry["mask"], binary_mask_png(mask))
+        entries.append(entry)
+    put("instance_map.png", png_bytes(instances))
+    put("semantic_map.png", png_bytes(semantic))
+    document = {
+        "image": {"name": image.name, "width": image.width, "height": image.height},
+        "background": 0,
+        "labels": [{"id": lab.id, "name": lab.name, "color": lab.color} for lab in labels.values()],
+        "objects": entries,
+    }
+    put("labels.json", json.dumps(document, indent=2).encode())
 
 
-# -- helpers over a store -----------------------------------------------------------------------
+def _object_entry(
+    number: int, obj: ExportObject, label: Label | None, mask: np.ndarray
+) -> dict[str, Any]:
+    return {
+        "id": number,
+        "label_id": label.id if label else None,
+        "label": label.name if label else None,
+        "color": obj.color or (label.color if label else UNLABELLED_COLOR),
+        "area": int(np.count_nonzero(mask)),
+        "bbox": bbox_xywh(mask),
+        "score": None if obj.score is None else round(float(obj.score), 6),
+        "mask": object_filename(number, label.name if label else None),
+        "hidden": bool(obj.hidden),
+        "prompts": obj.prompts,
+    }
 
 
-def _image_size(record: ImageRecord, objects: list[ObjectRecord], images_dir: Path | None):
-    """(height, width) as displayed: from the masks, the store, or the file's header."""
-    if objects:
-        height, width = objects[0].rle["size"]
-        return int(height), int(width)
-    if record.width and record.height:
-        return record.height, record.width
-    if images_dir is None:
-        raise ExportError(f"Size of {record.path} unknown and the image folder is not known.")
-    with Image.open(images_dir / record.path) as img:
-        width, height = img.size
-        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations with a 90° turn
-            width, height = height, width
-    return height, width
+# -- a project from its store ---------------------------------------------------------------------
 
 
-def _prepare_out(out_dir: Path) -> Path:
+@dataclass(frozen=True)
+class ProjectData:
+    """A project's labels, its readable images and the images that were skipped."""
+
+    labels: tuple[Label, ...]
+    images: list[ExportImage]
+    skipped: list[Skipped]
+
+
+def read_project(store: AnnotationStore, annotated_only: bool = False) -> ProjectData:
+    """Every image of the store (or only those with objects) whose file reads completely."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"Cannot write to {out_dir}: {exc}") from exc
-    return out_dir
+        labels = tuple(store.labels())
+        by_image: dict[int, list[ObjectRecord]] = {}
+        for obj in store.objects():
+            by_image.setdefault(obj.image_id, []).append(obj)
+        records = store.images()
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a row that is not valid JSON
+        raise ExportError(
+            f"The annotation database cannot be read ({exc}); it may be damaged."
+        ) from exc
+    images, skipped = [], []
+    for record in records:
+        objects = by_image.get(record.id, [])
+        if annotated_only and not objects:
+            continue
+        try:
+            images.append(_project_image(store.images_dir, record, objects, labels))
+        except ImageLoadError as exc:
+            skipped.append(Skipped(record.path, str(exc)))
+    return ProjectData(labels, images, skipped)
 
 
-def _annotated(store: AnnotationStore) -> list[tuple[ImageRecord, list[ObjectRecord]]]:
-    by_image: dict[int, list[ObjectRecord]] = {}
-    for obj in store.objects():
-        by_image.setdefault(obj.image_id, []).append(obj)
-    return [(rec, by_image.get(rec.id, [])) for rec in store.images()]
+def _project_image(
+    folder: Path | None, record: ImageRecord, objects: list[ObjectRecord], labels: tuple[Label, ...]
+) -> ExportImage:
+    rel = PurePosixPath(record.path)
+    if rel.is_absolute() or ".." in rel.parts or "\\" in record.path:
+        raise ImageLoadError("its path leaves the project folder")
+    masks = [RleMask(obj.rle) for obj in objects]
+    try:
+        shapes = {mask.shape for mask in masks}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ImageLoadError("its stored masks are damaged") from exc
+    if folder is not None:
+        height, width = image_file_size(folder / record.path)
+    elif record.width and record.height:
+        height, width = record.height, record.width
+    elif shapes:
+        height, width = next(iter(shapes))
+    else:
+        raise ImageLoadError("its size is unknown (the database does not name its image folder)")
+    if shapes - {(height, width)}:
+        h, w = next(iter(shapes - {(height, width)}))
+        raise ImageLoadError(
+            f"its masks were drawn on a {w}×{h} image but the file is {width}×{height} now "
+            "(replaced?); restore the file or annotate it again"
+        )
+    return ExportImage(
+        name=record.path,
+        height=height,
+        width=width,
+        labels=labels,
+        objects=tuple(
+            ExportObject(
+                mask=mask,
+                label_id=obj.label_id,
+                score=obj.score,
+                hidden=obj.hidden,
+                color=obj.color,
+                prompts=_stored_prompts(obj.prompts),
+                source_id=obj.id,
+            )
+            for obj, mask in zip(objects, masks, strict=True)
+        ),
+        source_id=record.id,
+    )
 
 
-def _require_objects(pairs) -> None:
-    if not any(objects for _, objects in pairs):
-        raise ExportError("Nothing to export yet: no image has an accepted object.")
+def _stored_prompts(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        return prompts_record(raw.get("points") or (), raw.get("box"))
+    except (TypeError, ValueError, AttributeError):  # written by another program: not fatal
+        return None
 
 
-# -- formats --------------------------------------------------------------------------------------
+def image_file_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file as displayed (EXIF orientation applied), after checking that
+    every byte of it decodes (JPEGs decode at 1/8 scale: quick, and still read to the end).
 
-
-def export_coco(store: AnnotationStore, out_dir: Path, polygons: bool = False) -> Path:
-    """Write ``annotations.json`` in COCO instances format; returns its path.
-
-    Categories are the project's labels (objects without a label go to ``unlabelled``).
-    Segmentations are RLE, or polygons with ``polygons=True``.
+    Raises:
+        ImageLoadError: the reason in words, without the path (the caller names the image).
     """
-    pairs = _annotated(store)
-    _require_objects(pairs)
-    labels = store.labels()
-    categories = [{"id": lb.id, "name": lb.name, "supercategory": ""} for lb in labels]
-    unlabelled_id = max((lb.id for lb in labels), default=0) + 1
+    try:
+        if path.is_dir():
+            raise ImageLoadError("it is a folder, not an image file")
+        if path.stat().st_size == 0:
+            raise ImageLoadError("the file is empty (0 bytes)")
+        with Image.open(path) as img:
+            width, height = img.size
+            turned = _exif_turned(img)
+            img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+            img.load()
+    except ImageLoadError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageLoadError("the file is missing (deleted or moved)") from exc
+    except PermissionError as exc:
+        raise ImageLoadError("the file cannot be read (permission denied)") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError("not a readable image (unknown format or damaged header)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError("too large to read") from exc
+    except Exception as exc:  # Pillow's decoders raise many types for damaged data
+        raise ImageLoadError("the file is truncated or corrupt") from exc
+    return (width, height) if turned else (height, width)
+
+
+def _exif_turned(img: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the image by 90° (as the app shows it)."""
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # a damaged EXIF block: the app ignores it too
+        return False
+
+
+# -- datasets -------------------------------------------------------------------------------------
+
+
+def export_project(
+    store: AnnotationStore, fmt: str, put: Sink, polygons: bool = False
+) -> ExportReport:
+    """Write the project as a ``fmt`` dataset through ``put``; skipped images and objects are
+    listed in ``skipped.txt`` and the report.
+
+    Raises:
+        ExportError: unknown format, a damaged database, or nothing to export (no readable
+            image has an object COCO/YOLO/PNG can hold); nothing is written then.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    project = read_project(store, annotated_only=fmt == "png")
+    _check_exportable(project, fmt, any(rec.num_objects for rec in store.images()))
+    report = ExportReport(fmt, skipped=list(project.skipped))
+    if fmt == "coco":
+        _write_coco(project, put, report, polygons)
+    elif fmt == "yolo":
+        _write_yolo(project, put, report)
+    else:
+        for image in project.images:
+            write_bundle(image, _under(put, f"{image.name}/"))
+            report.images += 1
+            report.objects += len(image.objects)
+    if report.skipped:
+        put(SKIPPED_FILE, "".join(f"{item}\n" for item in report.skipped).encode())
+    logger.info("%s: %d image(s), %d object(s) exported, %d skipped", fmt, report.images,
+                report.objects, len(report.skipped))  # fmt: skip
+    return report
+
+
+def _under(put: Sink, prefix: str) -> Sink:
+    return lambda name, data: put(prefix + name, data)
+
+
+def _check_exportable(project: ProjectData, fmt: str, any_objects: bool) -> None:
+    """Refuse an export that would hold no object, saying why."""
+    if not any_objects:
+        raise ExportError("Nothing to export yet: no image has an accepted object.")
+    labels = _label_table(project.labels)
+    objects = [obj for image in project.images for obj in image.objects]
+    if fmt != "png" and objects and not any(obj.label_id in labels for obj in objects):
+        raise ExportError(
+            f"Nothing exported: {fmt.upper()} needs a category and none of the "
+            f"{len(objects)} object(s) has a label. Label them, or export PNG maps."
+        )
+    if not objects:
+        raise ExportError(
+            f"Nothing exported: every annotated image was skipped: {name_skipped(project.skipped)}."
+        )
+
+
+def _write_coco(project: ProjectData, put: Sink, report: ExportReport, polygons: bool) -> None:
+    """``annotations.json`` in COCO instances format: categories are the labels (their ids),
+    segmentations RLE as stored, or polygons."""
+    labels = _label_table(project.labels)
     images, annotations = [], []
-    for record, objects in pairs:
-        height, width = _image_size(record, objects, store.images_dir)
-        images.append({"id": record.id, "file_name": record.path, "height": height, "width": width})
-        for obj in objects:
-            category = obj.label_id if obj.label_id is not None else unlabelled_id
-            segmentation = mask_to_polygons(rle_to_mask(obj.rle)) if polygons else obj.rle
+    for image in project.images:
+        images.append(
+            {"id": image.source_id, "file_name": image.name, "height": image.height,
+             "width": image.width}
+        )  # fmt: skip
+        for number, obj in enumerate(image.objects, start=1):
+            if obj.label_id not in labels:
+                report.skipped.append(Skipped(image.name, NO_CATEGORY, number))
+                continue
+            mask = obj.mask.to_array()
+            if polygons:
+                segmentation: Any = mask_to_polygons(mask)
+            else:
+                segmentation = obj.mask.rle if isinstance(obj.mask, RleMask) else mask_to_rle(mask)
             annotations.append(
                 {
-                    "id": obj.id,
-                    "image_id": record.id,
-                    "category_id": category,
+                    "id": obj.source_id,
+                    "image_id": image.source_id,
+                    "category_id": obj.label_id,
                     "segmentation": segmentation,
-                    "area": obj.area,
-                    "bbox": obj.bbox,
+                    "area": int(np.count_nonzero(mask)),
+                    "bbox": bbox_xywh(mask),
                     "iscrowd": 0,
                     "score": obj.score,
                 }
             )
-    if any(a["category_id"] == unlabelled_id for a in annotations):
-        categories.append({"id": unlabelled_id, "name": UNLABELLED, "supercategory": ""})
     document = {
         "info": {"description": "exported by sam-annotator"},
         "images": images,
         "annotations": annotations,
-        "categories": categories,
+        "categories": [
+            {"id": lab.id, "name": lab.name, "supercategory": ""} for lab in labels.values()
+        ],
     }
-    path = _prepare_out(out_dir) / "annotations.json"
-    path.write_text(json.dumps(document))
-    logger.info("COCO: %d images, %d objects -> %s", len(images), len(annotations), path)
-    return path
+    put("annotations.json", json.dumps(document).encode())
+    report.images, report.objects = len(images), len(annotations)
 
 
-def export_yolo(store: AnnotationStore, out_dir: Path) -> Path:
-    """Write YOLO segmentation labels (``labels/<image>.txt``) and ``data.yaml``.
-
-    Each line is ``class x1 y1 x2 y2 ...`` with coordinates normalised to [0, 1]. An object
-    made of several separate regions gives one line per region. Returns the data.yaml path.
-    """
-    pairs = _annotated(store)
-    _require_objects(pairs)
-    labels = store.labels()
-    names = [lb.name for lb in labels]
-    class_of = {lb.id: i for i, lb in enumerate(labels)}
-    if any(obj.label_id is None for _, objects in pairs for obj in objects):
-        class_of[None] = len(names)
-        names.append(UNLABELLED)
-    out = _prepare_out(out_dir)
-    for record, objects in pairs:
-        height, width = _image_size(record, objects, store.images_dir)
+def _write_yolo(project: ProjectData, put: Sink, report: ExportReport) -> None:
+    """``labels/<image>.txt`` (``class x1 y1 x2 y2 ...``, normalised to [0, 1], one line per
+    separate region of an object) and ``data.yaml``; classes are the labels in id order."""
+    labels = _label_table(project.labels)
+    class_of = {label_id: i for i, label_id in enumerate(labels)}
+    owners: dict[str, str] = {}
+    for image in project.images:
+        target = f"labels/{PurePosixPath(image.name).with_suffix('.txt')}"
+        if target in owners:  # YOLO finds labels by the image's name without its suffix
+            reason = f"its YOLO label file {target} is {owners[target]}'s; rename one of them"
+            report.skipped.append(Skipped(image.name, reason))
+            continue
+        owners[target] = image.name
         lines = []
-        for obj in objects:
-            for polygon in mask_to_polygons(rle_to_mask(obj.rle)):
-                xy = np.asarray(polygon).reshape(-1, 2) / [width, height]
+        for number, obj in enumerate(image.objects, start=1):
+            if obj.label_id not in labels:
+                report.skipped.append(Skipped(image.name, NO_CATEGORY, number))
+                continue
+            for polygon in mask_to_polygons(obj.mask.to_array()):
+                xy = np.asarray(polygon).reshape(-1, 2) / [image.width, image.height]
                 coords = " ".join(f"{v:.6f}" for v in xy.ravel())
                 lines.append(f"{class_of[obj.label_id]} {coords}")
-        target = out / "labels" / Path(record.path).with_suffix(".txt")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("\n".join(lines) + ("\n" if lines else ""))
-    images_dir = store.images_dir or Path("images")
+            report.objects += 1
+        put(target, ("\n".join(lines) + ("\n" if lines else "")).encode())
+        report.images += 1
     yaml_lines = [
-        f"path: {out.resolve()}",
-        f"train: {images_dir}",
-        f"val: {images_dir}",
+        "# YOLO segmentation labels from sam-annotator: put (or link) the project's images",
+        "# under images/ beside labels/, keeping their sub-folders.",
+        "train: images",
+        "val: images",
         "names:",
-        *[f"  {i}: {json.dumps(name)}" for i, name in enumerate(names)],
+        *[f"  {i}: {json.dumps(lab.name)}" for i, lab in enumerate(labels.values())],
     ]
-    data_yaml = out / "data.yaml"
-    data_yaml.write_text("\n".join(yaml_lines) + "\n")
-    return data_yaml
+    put("data.yaml", ("\n".join(yaml_lines) + "\n").encode())
 
 
-def export_png(store: AnnotationStore, out_dir: Path) -> list[Path]:
-    """Per annotated image: ``instances/<image>.png`` (object ids in order, 16-bit beyond 255
-    objects) and ``semantic/<image>.png`` (label ids), plus ``labels.json``."""
-    pairs = _annotated(store)
-    _require_objects(pairs)
-    out = _prepare_out(out_dir)
-    written = []
-    for record, objects in pairs:
-        if not objects:
-            continue
-        shape = _image_size(record, objects, store.images_dir)
-        masks = [rle_to_mask(obj.rle) for obj in objects]
-        stem = Path(record.path).with_suffix(".png")
-        for kind, array in (
-            ("instances", instance_map(masks, shape)),
-            ("semantic", semantic_map(masks, [obj.label_id or 0 for obj in objects], shape)),
-        ):
-            target = out / kind / stem
+# -- output folder and command line ----------------------------------------------------------------
+
+
+class FolderSink:
+    """Writes exported files below ``root`` (created if missing)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"Cannot write to {root}: {exc.strerror or exc}.") from exc
+
+    def __call__(self, name: str, data: bytes) -> None:
+        target = self.root / name
+        try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(target)
-            written.append(target)
-    (out / "labels.json").write_text(json.dumps(labels_json(store.labels()), indent=1))
-    return written
+            target.write_bytes(data)
+        except OSError as exc:
+            raise ExportError(f"Cannot write {target}: {exc.strerror or exc}.") from exc
 
 
-# -- command line ---------------------------------------------------------------------------------
+def export_dataset(
+    store: AnnotationStore, fmt: str, out_dir: Path, polygons: bool = False
+) -> ExportReport:
+    """:func:`export_project` into the folder ``out_dir``."""
+    return export_project(store, fmt, FolderSink(out_dir), polygons)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when anything was exported (skipped images are named on stderr and in
+    ``skipped.txt``), 2 with a message when nothing could be."""
     parser = argparse.ArgumentParser(
         prog="python -m sam.export", description="Export a project's annotations as a dataset."
     )
@@ -232,17 +586,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.db.is_file():
             raise ExportError(f"No annotation database at {args.db}.")
         with AnnotationStore(args.db) as store:
-            if args.format == "coco":
-                result = export_coco(store, args.out, polygons=args.polygons)
-            elif args.format == "yolo":
-                result = export_yolo(store, args.out)
-            else:
-                export_png(store, args.out)
-                result = args.out
+            report = export_dataset(store, args.format, args.out, polygons=args.polygons)
     except SamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {args.format} to {result}")
+    for item in report.skipped:
+        print(f"skipped {item}", file=sys.stderr)
+    note = f"; {len(report.skipped)} skipped, see {SKIPPED_FILE}" if report.skipped else ""
+    print(
+        f"exported {args.format}: {report.images} image(s), {report.objects} object(s) "
+        f"to {args.out}{note}"
+    )
     return 0
 
 

@@ -545,11 +545,12 @@ class Handlers(ProposalHandlers):
         if self.project is None:
             raise PromptError("Project export needs a folder: start with --images DIR.")
         fmt = (fmt or "coco").lower()
-        path = export.write_dataset_zip(self.project.store, fmt, self._export_folder())
+        path, report = export.write_dataset_zip(self.project.store, fmt, self._export_folder())
         done, total = self.project.store.progress()
-        session.notify(
-            f"Exported the project as {fmt.upper()} ({done} of {total} done): {path.name}"
-        )
+        note = f"Exported the project as {fmt.upper()} ({done} of {total} done): {path.name}"
+        # Skipped images are named, and the message shows as a warning until they are fixed.
+        skipped = report.summary()
+        session.notify(f"{note}; {skipped}." if skipped else note, error=bool(skipped))
         return {**self.view(session), "export_files": gr.update(value=[str(path)], visible=True)}
 
     # -- export --------------------------------------------------------------------------------

@@ -288,7 +288,7 @@ def test_export_project_zip(app, fmt, tmp_path):
         elif fmt == "yolo":
             assert "data.yaml" in names and "labels/dog.txt" in names
         else:
-            inst = np.array(Image.open(io.BytesIO(zf.read("instances/dog.png"))))
+            inst = np.array(Image.open(io.BytesIO(zf.read("dog.jpg/instance_map.png"))))
             np.testing.assert_array_equal(inst == 1, mask)
 
 
