@@ -18,6 +18,7 @@ from sam.cache import array_digest
 from sam.colors import check_color
 from sam.errors import PromptError
 from sam.masks import mask_to_logits
+from sam.predictor import check_point_count
 
 from .render import write_display_image
 from .state import (
@@ -117,6 +118,7 @@ def add_point(session: Session, x: int, y: int, positive: bool, predictor: SamPr
         raise PromptError("Open an image first, then click on it.")
     _check_inside(doc, x, y)
     prompt = doc.prompt.with_point(x, y, 1 if positive else 0)
+    check_point_count(prompt.points)  # before set_image, which may have to encode again
     cands = predict(doc, prompt, predictor)
     session.commit(replace(doc, prompt=prompt, candidates=cands))
     kind = "positive" if positive else "negative"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import reprlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import numpy as np
 
 from sam.errors import PromptError
 from sam.image_io import load_image
+from sam.predictor import MAX_POINTS, check_point_count
 
 from .export import binary_mask_png
 from .models import ModelManager
@@ -23,48 +26,100 @@ from .models import ModelManager
 logger = logging.getLogger(__name__)
 
 
+#: Longest points or box text parsed. 64 points written out generously (spaces, floats at full
+#: precision) take a few kB; a 10^6-point text is refused before ``json.loads`` reads it.
+MAX_PROMPT_TEXT = 256 * MAX_POINTS
+_POINTS_FORM = (
+    f"[[x, y, label], ...] with label 1 (object) or 0 (background), at most {MAX_POINTS} points"
+)
+_BOX_FORM = "[x0, y0, x1, y1]"
+
+
 def parse_points(text: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``'[[x, y, label], ...]'`` -> coords ``(N, 2)`` and labels ``(N,)``; empty -> None."""
-    if text is None or not str(text).strip():
+    """``'[[x, y, label], ...]'`` -> coords ``(N, 2) float64`` and labels ``(N,) int64``.
+
+    Empty text (or ``[]``/``null``) -> ``(None, None)``. At most ``MAX_POINTS`` points, each
+    ``[x, y, label]`` with finite numbers ``x, y`` (not NaN, not ``true``) and ``label``
+    exactly 0 or 1 (``1.0`` is the same JSON number and accepted; ``1.5``, ``true`` and ``"1"``
+    are not).
+    """
+    value = _read_json(text, "points", _POINTS_FORM)
+    if value is None or value == []:
         return None, None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromptError(
-            f"points is not valid JSON ({exc.msg}); expected [[x, y, 1], ...]."
-        ) from None
-    if value in (None, []):
-        return None, None
-    if not isinstance(value, list) or not all(
-        isinstance(p, list) and len(p) == 3 and all(_is_number(v) for v in p) for p in value
-    ):
-        raise PromptError(
-            f"points must be a list of [x, y, label] triples with label 1 (object) or 0 "
-            f"(background), got {text!r}."
-        )
-    arr = np.array(value, dtype=np.float64)
-    return arr[:, :2], arr[:, 2].astype(np.int64)
+    if not isinstance(value, list):
+        raise PromptError(f"points must be a list {_POINTS_FORM}, got {_preview(value)}.")
+    check_point_count(value)
+    coords = [_point_xy(point, i) for i, point in enumerate(value, start=1)]
+    labels = [_point_label(point, i) for i, point in enumerate(value, start=1)]
+    return np.array(coords, dtype=np.float64), np.array(labels, dtype=np.int64)
 
 
 def parse_box(text: str | None) -> np.ndarray | None:
-    """``'[x0, y0, x1, y1]'`` -> array; empty -> None."""
-    if text is None or not str(text).strip():
+    """``'[x0, y0, x1, y1]'`` -> ``(4,) float64``; empty text (or ``[]``/``null``) -> None."""
+    value = _read_json(text, "box", _BOX_FORM)
+    if value is None or value == []:
         return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromptError(
-            f"box is not valid JSON ({exc.msg}); expected [x0, y0, x1, y1]."
-        ) from None
-    if value in (None, []):
-        return None
-    if not (isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value)):
-        raise PromptError(f"box must be [x0, y0, x1, y1] (four numbers), got {text!r}.")
+    if not (isinstance(value, list) and len(value) == 4 and all(map(_is_number, value))):
+        raise PromptError(f"box must be {_BOX_FORM} (four finite numbers), got {_preview(value)}.")
     return np.array(value, dtype=np.float64)
 
 
+def parse_multimask(value: Any) -> bool:
+    """The ``multimask`` flag: a JSON boolean, nothing that merely looks like one."""
+    if not isinstance(value, bool):
+        raise PromptError(f"multimask must be true or false, got {_preview(value)}.")
+    return value
+
+
+def _read_json(text: str | None, what: str, form: str) -> Any:
+    """Parse one prompt field, refusing over-long or too deeply nested text with a message."""
+    if text is None or not str(text).strip():
+        return None
+    text = str(text)
+    if len(text) > MAX_PROMPT_TEXT:
+        raise PromptError(
+            f"{what} is {len(text):,} characters long, over the limit of {MAX_PROMPT_TEXT:,}. "
+            f"Expected {form}."
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"{what} is not valid JSON ({exc.msg}); expected {form}.") from None
+    except RecursionError:  # "[[[[...]]]]" thousands deep
+        raise PromptError(f"{what} is nested too deeply; expected {form}.") from None
+
+
+def _point_xy(point: Any, index: int) -> list[float]:
+    if not (isinstance(point, list) and len(point) == 3 and all(map(_is_number, point[:2]))):
+        raise PromptError(
+            f"point {index} must be an [x, y, label] triple of finite numbers, got "
+            f"{_preview(point)}; points must be {_POINTS_FORM}."
+        )
+    return [float(point[0]), float(point[1])]
+
+
+def _point_label(point: list[Any], index: int) -> int:
+    label = point[2]
+    if not (_is_number(label) and label in (0, 1)):
+        raise PromptError(
+            f"point {index} has label {_preview(label)}: a label must be 1 (object) or "
+            "0 (background)."
+        )
+    return int(label)
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite JSON number: not a bool (``true`` is an int to Python), not NaN or infinity."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    """``value`` as JSON for a message, cut short: requests can be megabytes long."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):  # reprlib cuts deep nesting short too
+        text = reprlib.repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def run_predict(
@@ -72,14 +127,20 @@ def run_predict(
     image: str | Path | None,
     points: str | None,
     box: str | None,
-    multimask: bool,
+    multimask: Any,
     out_dir: Path | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The endpoint's work; raises ``SamError`` subclasses with user-facing messages."""
+    """The endpoint's work; raises ``SamError`` subclasses with user-facing messages.
+
+    ``points``/``box`` are JSON text (see :func:`parse_points`, :func:`parse_box`) and
+    ``multimask`` must be a real bool: clients can send any JSON value for each field.
+    """
     if not image:
         raise PromptError("No image given: pass an image file.")
+    # Every prompt field is checked before the image is read or encoded.
     coords, labels = parse_points(points)
     box_arr = parse_box(box)
+    multimask_output = parse_multimask(multimask)
     if coords is None and box_arr is None:
         raise PromptError("Give at least one point ([[x, y, 1]]) or a box ([x0, y0, x1, y1]).")
     array = load_image(str(image))
@@ -89,7 +150,7 @@ def run_predict(
         point_coords=coords,
         point_labels=labels,
         box=box_arr,
-        multimask_output=bool(multimask),
+        multimask_output=multimask_output,
     )
     folder = out_dir or Path(tempfile.mkdtemp(prefix="sam-api-"))
     folder.mkdir(parents=True, exist_ok=True)

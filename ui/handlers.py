@@ -24,11 +24,11 @@ from sam.image_io import load_image
 
 from . import actions, api, export, imports, proposals, render
 from .html import text
-from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
+from .models import MODEL_CHOICES, ModelManager, ModelUnavailable, without_paths
 from .project import FILTERS, Project
 from .proposal_handlers import ProposalHandlers
 from .proposals import TextDetectors
-from .safe import Updates, _safe
+from .safe import Updates, _safe, unexpected_failure
 from .state import Session
 
 logger = logging.getLogger(__name__)
@@ -227,9 +227,9 @@ class Handlers(ProposalHandlers):
             session.notify(f"Could not open {name}: {exc}", error=True)
             yield self.view(session)
             return
-        except Exception as exc:
-            logger.exception("Loading %s failed", path)
-            session.notify(f"Could not open {name}: {exc}", error=True)
+        except Exception:
+            failure = unexpected_failure(f"Loading {path}")
+            session.notify(f"Could not open {name}. {failure}", error=True)
             yield self.view(session)
             return
         actions.open_image(session, image, name, self.media_dir)
@@ -267,9 +267,8 @@ class Handlers(ProposalHandlers):
             )
         except SamError as exc:
             session.notify(str(exc), error=True)
-        except Exception as exc:
-            logger.exception("Encoding failed")
-            session.notify(f"Encoding failed ({type(exc).__name__}: {exc}).", error=True)
+        except Exception:
+            session.notify(f"Encoding failed. {unexpected_failure('Encoding')}", error=True)
         else:
             seconds = time.perf_counter() - start
             doc = session.doc
@@ -592,16 +591,16 @@ class Handlers(ProposalHandlers):
     def api_predict(
         self, image: str | None, points: str | None, box: str | None, multimask: bool
     ) -> tuple[str, dict[str, Any]]:
-        """Segment from the API; errors reach the client as a readable ``gr.Error``."""
+        """Segment from the API; errors reach the client as a readable ``gr.Error`` that names
+        files by their base names only (the upload's temp path is the server's business)."""
         try:
             return api.run_predict(
                 self.manager, image, points, box, multimask, self._export_folder()
             )
         except SamError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise gr.Error(without_paths(str(exc)), print_exception=False) from exc
         except Exception as exc:
-            logger.exception("API predict failed")
-            raise gr.Error(f"{type(exc).__name__}: {exc}", print_exception=False) from exc
+            raise gr.Error(unexpected_failure("API predict"), print_exception=False) from exc
 
     def cleanup(self) -> None:
         shutil.rmtree(self.export_dir, ignore_errors=True)

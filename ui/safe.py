@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +34,22 @@ def _safe(fn: Callable[..., Updates]) -> Callable[..., Updates]:
             return {**updates, **self.persist(session)}
         except SamError as exc:
             session.notify(str(exc), error=True)
-        except Exception as exc:
-            logger.exception("Handler %s failed", fn.__name__)
-            session.notify(
-                f"Something went wrong ({type(exc).__name__}: {exc}). Your work is kept; see the "
-                "server log for details.",
-                error=True,
-            )
+        except Exception:
+            session.notify(unexpected_failure(f"Handler {fn.__name__}"), error=True)
         return self.view(session)
 
     return wrapper
+
+
+def unexpected_failure(what: str) -> str:
+    """Log the exception being handled under a short id and return the message for the user.
+
+    Call it inside an ``except`` block. The exception's text can hold server paths and Python
+    internals, so only the log gets it; the id lets an operator find the entry.
+    """
+    error_id = uuid.uuid4().hex[:8]
+    logger.exception("%s failed [error %s]", what, error_id)
+    return (
+        f"Something went wrong; your work is kept. The server log has the details "
+        f"(error {error_id})."
+    )

@@ -18,6 +18,8 @@ import numpy as np
 from sam.errors import StoreError
 from sam.store import Label
 
+from .models import without_paths
+
 # Distinct, colour-blind-friendly-ish hues for new labels (Tableau 10 without grey).
 PALETTE: tuple[str, ...] = (
     "#4e79a7",
@@ -319,7 +321,9 @@ class Session:
         return (*labels, new)
 
     def notify(self, text: str, error: bool = False) -> None:
-        self.message = text
+        # Messages reach a remote page: an absolute server path (an upload's temp file, a
+        # folder) is cut to its last part wherever the text came from.
+        self.message = without_paths(text)
         self.message_is_error = error
 
     def commit(self, doc: Doc) -> None:

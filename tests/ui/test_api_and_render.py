@@ -48,9 +48,9 @@ def test_run_predict_equals_engine(manager, truck_path, engine, tmp_path):
 @pytest.mark.parametrize(
     ("points", "box", "needle"),
     [
-        ("[[1, 2]]", "", "triples"),
+        ("[[1, 2]]", "", r"point 1 must be an \[x, y, label\] triple"),
         ("not json", "", "not valid JSON"),
-        ("", "[1, 2, 3]", "four numbers"),
+        ("", "[1, 2, 3]", "four finite numbers"),
         ("", "", "at least one point"),
         ("[[99999, 5, 1]]", "", "outside"),
         ("[[5, 5, 7]]", "", "label"),
@@ -66,6 +66,94 @@ def test_api_handler_raises_gr_error(handlers, tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(gr.Error):
         handlers.api_predict(str(bad), "[[1, 1, 1]]", "", True)
+
+
+@pytest.fixture
+def image_must_not_load(monkeypatch):
+    """Fails the test if the endpoint reads the image: bad prompts are refused before that."""
+
+    def load_image(*args, **kwargs):
+        raise AssertionError("the image was loaded for a prompt that should have been refused")
+
+    monkeypatch.setattr(api, "load_image", load_image)
+
+
+def test_a_million_points_are_refused_without_parsing_them(
+    manager, truck_path, image_must_not_load, monkeypatch
+):
+    points = "[" + ", ".join(["[500, 375, 1]"] * 1_000_000) + "]"
+
+    def loads(*args, **kwargs):
+        raise AssertionError("a 10^6-point text was handed to json.loads")
+
+    monkeypatch.setattr(api.json, "loads", loads)
+    with pytest.raises(PromptError, match="points is 15,000,000 characters long, over the limit"):
+        api.run_predict(manager, str(truck_path), points, "", False)
+
+
+def test_65_points_are_refused_before_the_image_is_read(manager, truck_path, image_must_not_load):
+    points = str([[500, 375, 1]] * 65)
+    with pytest.raises(PromptError, match="65 points is more than the limit of 64 per prompt"):
+        api.run_predict(manager, str(truck_path), points, "", False)
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    ("points", "box", "multimask", "needle"),
+    [
+        pytest.param(DEEP, "", False, "points is nested too deeply", id="nested-points"),
+        pytest.param("", DEEP, False, "box is nested too deeply", id="nested-box"),
+        ("[[500, 375, 1.5]]", "", False, "point 1 has label 1.5: a label must be 1"),
+        ("[[500, 375, true]]", "", False, "point 1 has label true"),
+        ('[[500, 375, "1"]]', "", False, 'point 1 has label "1"'),
+        ("[[true, 375, 1]]", "", False, r"finite numbers, got \[true, 375, 1\]"),
+        ("[[NaN, 375, 1]]", "", False, "finite numbers"),
+        ("", "[0, 0, Infinity, 5]", False, "four finite numbers"),
+        ("[[500, 375, 1]]", "", "yes", 'multimask must be true or false, got "yes"'),
+        ("[[500, 375, 1]]", "", 1, "multimask must be true or false, got 1"),
+    ],
+)
+def test_prompt_fields_have_strict_types(
+    manager, truck_path, image_must_not_load, points, box, multimask, needle
+):
+    with pytest.raises(PromptError, match=needle):
+        api.run_predict(manager, str(truck_path), points, box, multimask)
+
+
+def test_label_1_0_is_the_same_json_number_as_1(manager, truck_path, tmp_path):
+    one = api.run_predict(manager, str(truck_path), "[[500, 375, 1]]", "", False, tmp_path / "a")
+    one_point_zero = api.run_predict(
+        manager, str(truck_path), "[[500.0, 375.0, 1.0]]", "", False, tmp_path / "b"
+    )
+    assert one[1] == one_point_zero[1]
+    assert Path(one[0]).read_bytes() == Path(one_point_zero[0]).read_bytes()
+
+
+def test_api_messages_name_the_upload_not_its_server_path(handlers, tmp_path):
+    upload = tmp_path / "gradio" / "0123abcd" / "empty.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"")
+    with pytest.raises(gr.Error) as caught:
+        handlers.api_predict(str(upload), "[[1, 1, 1]]", "", True)
+    message = caught.value.message
+    assert "empty.png" in message and "empty (0 bytes)" in message
+    assert str(tmp_path) not in message and "/" not in message, message
+
+
+def test_unexpected_api_failures_show_no_python_internals(handlers, monkeypatch, caplog):
+    def run_predict(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded in /srv/app/ui/api.py")
+
+    monkeypatch.setattr(api, "run_predict", run_predict)
+    with pytest.raises(gr.Error) as caught:
+        handlers.api_predict("x.png", "[[1, 1, 1]]", "", True)
+    message = caught.value.message
+    assert message.startswith("Something went wrong; your work is kept.")
+    assert "Recursion" not in message and "/srv" not in message and "maximum" not in message
+    error_id = message.rsplit("error ", 1)[1].rstrip(").")
+    assert f"[error {error_id}]" in caplog.text and "RecursionError" in caplog.text
 
 
 def test_build_demo_exposes_only_predict(manager, tmp_path):

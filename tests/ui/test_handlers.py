@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from sam import SamPredictor
+from sam.predictor import MAX_POINTS
 from ui import actions
 from ui.handlers import Handlers
 from ui.state import Session
@@ -264,6 +266,46 @@ def test_click_outside_or_before_image_is_a_message(handlers, opened):
     fresh = Session()
     handlers.prompt(fresh, {"kind": "point", "x": 1, "y": 1})
     assert fresh.message_is_error
+
+
+def test_the_65th_click_is_a_message_and_keeps_the_mask(handlers, opened):
+    click(handlers, opened, *POINT)
+    more = tuple((10 + i, 20 + i, 1) for i in range(MAX_POINTS - 1))
+    points = (*opened.doc.prompt.points, *more)
+    opened.commit(replace(opened.doc, prompt=replace(opened.doc.prompt, points=points)))
+    shown = cand_masks(opened)
+    updates = click(handlers, opened, *NEG, negative=True)
+    assert opened.message_is_error
+    assert "65 points is more than the limit of 64 per prompt" in opened.message
+    assert "sam-error" in updates["message"] and "Traceback" not in updates["message"]
+    assert opened.doc.prompt.points == points
+    for kept, before in zip(cand_masks(opened), shown, strict=True):
+        np.testing.assert_array_equal(kept, before)
+
+
+def test_an_unreadable_upload_is_named_without_its_server_path(handlers, opened, tmp_path):
+    upload = tmp_path / "gradio" / "0123abcd" / "empty.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"")
+    updates = list(handlers.on_upload(opened, str(upload)))
+    assert opened.message_is_error and "empty.png" in opened.message
+    assert "empty (0 bytes)" in opened.message
+    assert "/" not in opened.message, opened.message
+    assert str(tmp_path) not in updates[-1]["message"]
+    assert opened.doc.image.name == "truck.jpg"
+
+
+def test_an_unexpected_failure_shows_no_python_internals(handlers, opened, monkeypatch, caplog):
+    def add_point(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded in /srv/app/ui/actions.py")
+
+    monkeypatch.setattr(actions, "add_point", add_point)
+    click(handlers, opened, *POINT)
+    assert opened.message_is_error
+    assert opened.message.startswith("Something went wrong; your work is kept.")
+    assert "Recursion" not in opened.message and "/srv" not in opened.message
+    error_id = opened.message.rsplit("error ", 1)[1].rstrip(").")
+    assert f"[error {error_id}]" in caplog.text and "RecursionError" in caplog.text
 
 
 def test_stale_click_on_previous_image_is_ignored(handlers, opened):
