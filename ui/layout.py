@@ -410,9 +410,9 @@ def build_demo(
             api_name="predict",
             api_description=(
                 "Segment an image. points: JSON [[x, y, label], ...] (label 1 = object, "
-                "0 = background), box: JSON [x0, y0, x1, y1] or empty, multimask: three "
-                "candidates for one click. Returns the best mask as a PNG (0/255, image size) "
-                'and {"scores": [...], "size": [H, W]}.'
+                "0 = background; at most 64 points), box: JSON [x0, y0, x1, y1] or empty, "
+                "multimask: true for three candidates for one click. Returns the best mask "
+                'as a PNG (0/255, image size) and {"scores": [...], "size": [H, W]}.'
             ),
         )
     return demo
