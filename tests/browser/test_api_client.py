@@ -50,7 +50,7 @@ def test_predict_matches_engine(client, tiny_checkpoint):
 
 
 def test_predict_errors_are_messages(client):
-    with pytest.raises(Exception, match="triples"):
+    with pytest.raises(Exception, match=r"\[x, y, label\] triple"):
         client.predict(handle_file(str(DOG)), "[[1, 2]]", "", True, api_name="/predict")
 
 
