@@ -47,6 +47,17 @@ proceed. ``max_pixels=None`` turns this check off. The same limit applies to arr
 images passed in directly. Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``)
 is never switched off; an image it refuses is reported as an ``ImageLoadError`` as well.
 
+Memory
+------
+Decoding a file or bytes draws on :data:`sam.memory.DECODE_BUDGET` (1 GiB by default): the
+bytes a decode will need, estimated by :func:`decode_cost` from the header's size and pixel
+mode before any pixel is decoded, are taken from the budget and handed back once the decoded
+image is converted and freed, so concurrent decodes of huge images take turns instead of
+multiplying the peak (one image larger than the whole budget still loads, alone). Conversion
+to RGB works in bands of rows, so it needs the decoded image and the result, not full-size
+intermediate copies. After a large decode, memory the C allocator kept is returned to the
+system (:func:`sam.memory.release_free_memory`).
+
 Every failure (missing file, folder, empty file, not an image, truncated or corrupt data, zero
 width or height, too large) is raised as :class:`~sam.errors.ImageLoadError` with a message
 that says what the file is and what to do, chained to the original exception.
@@ -68,8 +79,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
+from .memory import DECODE_BUDGET, release_free_memory
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "decode_cost", "load_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +98,16 @@ SUPPORTED_FORMATS = "PNG, JPEG, WebP, TIFF, BMP and GIF"
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 # Gray modes with more than 8 bits per pixel, rescaled from their own range to 0..255.
 _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
-# Elements converted at a time when rescaling, to bound the float64 scratch memory (8 MB).
+# Elements converted at a time when rescaling, to bound the float64 scratch memory (8 MB);
+# also the pixels per band when converting to RGB.
 _CHUNK = 1 << 20
+# Bytes per pixel of Pillow's decoded storage: 1 for these modes, 2 for 16-bit gray, else 4
+# (Pillow keeps RGB, YCbCr, LA, ... in four bytes per pixel).
+_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
+# Scratch memory of one band of the conversion to RGB (a few copies of 2**20 pixels).
+_BAND_BYTES = 16 * _CHUNK
+# Decodes that cost more than this give freed memory back to the system afterwards.
+_TRIM_BYTES = 64 << 20
 
 # warnings.catch_warnings() swaps the process-wide filter list and is not thread-safe, so
 # the threads of the app serialise the (header-only, fast) Image.open calls that use it.
@@ -215,11 +235,40 @@ def _decode(fp: IO[bytes], desc: str, max_pixels: int | None) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _corrupt(desc, exc) from exc
 
-    with image:
+    try:
         _check_size(image.size, desc, max_pixels)
+    except ImageLoadError:
+        image.close()
+        raise
+    cost = decode_cost(image.size, image.mode)
+    # Exits in reverse order: the decoded image is freed before its bytes go back to the budget.
+    with DECODE_BUDGET.hold(cost), image:
         logger.debug("decoding %s: %s %dx%d %s", desc, image.format, *image.size, image.mode)
         _load_pixels(image, desc)
-        return _from_pil(image, desc, max_pixels=None, owned=True)
+        array = _from_pil(image, desc, max_pixels=None, owned=True)
+    if cost > _TRIM_BYTES:
+        release_free_memory()
+    return array
+
+
+def decode_cost(size: tuple[int, int], mode: str) -> int:
+    """Upper estimate, in bytes, of the memory :func:`load_image` needs to decode an image.
+
+    ``size`` is ``(width, height)`` and ``mode`` the Pillow pixel mode, both known from the
+    header alone. Counts Pillow's decoded pixels, an oriented (EXIF-rotated) copy of them, the
+    ``(H, W, 3)`` result and the conversion's scratch memory; 16/32-bit gray also needs a raw
+    copy of its pixels to rescale them.
+    """
+    width, height = size
+    pixels = width * height
+    if mode in _ONE_BYTE_MODES:
+        stored = 1
+    elif mode.startswith("I;16"):
+        stored = 2
+    else:
+        stored = 4
+    scratch = 2 * stored + 1 if mode in _HIGH_DEPTH_MODES else 0
+    return pixels * (2 * stored + 3 + scratch) + _BAND_BYTES
 
 
 def _load_pixels(image: Image.Image, desc: str) -> None:
@@ -259,17 +308,30 @@ def _pil_to_rgb(image: Image.Image, desc: str) -> np.ndarray:
     if mode in _HIGH_DEPTH_MODES:
         gray = _to_uint8(np.asarray(image), unit_range=False)
         return _gray_to_rgb(gray)
-    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
-        image = _over_white(image.convert("RGBA"))
-    elif mode != "RGB":
-        try:
-            image = image.convert("RGB")
-        except (ValueError, OSError) as exc:
-            raise ImageLoadError(
-                f"Cannot convert {desc} from its pixel mode {mode!r} to RGB. "
-                "Save it as an 8-bit RGB PNG or JPEG and try again."
-            ) from exc
-    return _writeable(np.asarray(image))
+    # Band by band into the result: converting the whole image at once would hold a full-size
+    # RGB(A) copy and the bytes numpy reads it through (0.7 GB more for 79 megapixels).
+    width, height = image.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _CHUNK // width)
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        out[top : top + rows] = np.asarray(_band_to_rgb(band, mode, desc))
+    return out
+
+
+def _band_to_rgb(band: Image.Image, mode: str, desc: str) -> Image.Image:
+    """Convert one band of rows (every rule here works pixel by pixel) to an ``RGB`` image."""
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in band.info):
+        return _over_white(band.convert("RGBA"))
+    if mode == "RGB":
+        return band
+    try:
+        return band.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageLoadError(
+            f"Cannot convert {desc} from its pixel mode {mode!r} to RGB. "
+            "Save it as an 8-bit RGB PNG or JPEG and try again."
+        ) from exc
 
 
 def _from_array(array: np.ndarray, max_pixels: int | None, copy: bool) -> np.ndarray:
