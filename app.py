@@ -17,8 +17,13 @@ import argparse
 import atexit
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
+
+import gradio as gr
 
 from sam.device import PRECISION_CHOICES
 from sam.errors import StoreError
@@ -169,8 +174,27 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning(
             "Serving on %s without --auth: anyone who can reach it can use it", args.host
         )
+    stop_on_sigterm(demo)
     demo.launch(**server_options(args))
     return 0
+
+
+def stop_on_sigterm(demo: gr.Blocks) -> None:
+    """Make SIGTERM (``docker stop``, systemd, ``kill``) a clean shutdown, as Ctrl+C is.
+
+    Python's default is to die at once, leaving the export and media folders in the temp dir
+    and the project database unclosed. Here the server stops (Gradio deletes its cached uploads
+    and results), then ``SystemExit`` runs the same ``atexit`` cleanup as a normal exit: the
+    app's temp folders are removed and the project is closed; the exit status is 0.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("Stopping (SIGTERM)")
+        demo.close()
+        raise SystemExit(0)
+
+    if threading.current_thread() is threading.main_thread():  # signals go to the main thread
+        signal.signal(signal.SIGTERM, stop)
 
 
 # Events that may run at once (image encodes are serialised by the engine regardless); clicks

@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import reprlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from sam.errors import PromptError
 from sam.image_io import load_image
 from sam.predictor import MAX_POINTS, check_point_count
 
+from . import outputs
 from .export import binary_mask_png
 from .models import ModelManager
 
@@ -152,7 +152,9 @@ def run_predict(
         box=box_arr,
         multimask_output=multimask_output,
     )
-    folder = out_dir or Path(tempfile.mkdtemp(prefix="sam-api-"))
+    # The app passes a fresh folder of its bounded API folder (ui/outputs.py); library callers
+    # without one get a fresh folder in this process's own, bounded the same way.
+    folder = out_dir or outputs.fresh_folder(outputs.process_folder("sam-api-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "mask.png"
     path.write_bytes(binary_mask_png(masks[0]))

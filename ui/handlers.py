@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from gradio import utils as gr_utils
 from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
-from . import actions, api, export, imports, proposals, render
+from . import actions, api, export, imports, outputs, proposals, render
 from .html import text
 from .models import MODEL_CHOICES, ModelManager, ModelUnavailable, without_paths
 from .project import FILTERS, Project
@@ -555,8 +554,8 @@ class Handlers(ProposalHandlers):
     # -- export --------------------------------------------------------------------------------
 
     def _export_folder(self) -> Path:
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="export-", dir=self.export_dir))
+        """A fresh folder for one export; older ones are pruned (``ui/outputs.py``)."""
+        return outputs.fresh_folder(self.export_dir / "page")
 
     @_safe
     def on_export_zip(self, session: Session) -> Updates:
@@ -589,14 +588,19 @@ class Handlers(ProposalHandlers):
     # -- HTTP API --------------------------------------------------------------------------------
 
     def api_predict(
-        self, image: str | None, points: str | None, box: str | None, multimask: bool
+        self, image: str | dict | None, points: str | None, box: str | None, multimask: bool
     ) -> tuple[str, dict[str, Any]]:
         """Segment from the API; errors reach the client as a readable ``gr.Error`` that names
-        files by their base names only (the upload's temp path is the server's business)."""
+        files by their base names only (the upload's temp path is the server's business).
+
+        ``image`` is a path, or Gradio's file payload (``{"path": ...}``): the endpoint skips
+        Gradio's preprocessing (see ``ui/layout.py``).
+        """
+        if isinstance(image, dict):
+            image = image.get("path")
         try:
-            return api.run_predict(
-                self.manager, image, points, box, multimask, self._export_folder()
-            )
+            folder = outputs.fresh_folder(self.export_dir / "api")
+            return api.run_predict(self.manager, image, points, box, multimask, folder)
         except SamError as exc:
             raise gr.Error(without_paths(str(exc)), print_exception=False) from exc
         except Exception as exc:

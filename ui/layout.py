@@ -57,6 +57,10 @@ FILTER_CHOICES = [
 AUTO = AutoMaskConfig()
 TEXT = TextPromptConfig()
 EXPORT_FORMATS = [("COCO JSON", "coco"), ("YOLO seg", "yolo"), ("PNG maps", "png")]
+# Gradio keeps a copy of every upload and every file an event returns (API masks, exports) in
+# its cache: every 10 minutes, copies older than an hour are deleted (a download link in the
+# page lasts that long), and all of them when the server stops.
+GRADIO_CACHE_CLEANUP = (600, 3600)
 
 
 def _read(name: str) -> str:
@@ -103,7 +107,7 @@ def build_demo(
     atexit.register(h.cleanup)
     lists_js = _read("lists.js")
 
-    with gr.Blocks(title="SAM Annotator") as demo:
+    with gr.Blocks(title="SAM Annotator", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         demo.sam_handlers = h  # type: ignore[attr-defined]  # for tests and embedding
         state = gr.State(None)
         timer = gr.Timer(1.0, active=False)
@@ -408,6 +412,9 @@ def build_demo(
             [api_image, api_points, api_box, api_multimask],
             [api_mask, api_info],
             api_name="predict",
+            # The handler takes the upload's path from Gradio's file payload itself: gr.File's
+            # preprocessing would leave an empty temp file in Gradio's cache on every call.
+            preprocess=False,
             api_description=(
                 "Segment an image. points: JSON [[x, y, label], ...] (label 1 = object, "
                 "0 = background; at most 64 points), box: JSON [x0, y0, x1, y1] or empty, "
