@@ -16,6 +16,13 @@ _HEX = re.compile(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _NUMBER = r"\s*(\d{1,3}(?:\.\d*)?)\s*"
 # What Gradio's colour picker sent in some versions (6.31 sends #rrggbb); alpha is ignored.
 _RGB = re.compile(rf"rgba?\({_NUMBER},{_NUMBER},{_NUMBER}(?:,\s*\d*\.?\d+%?\s*)?\)")
+# The colours new labels get, in order (distinct, colour-blind-friendly-ish: Tableau 10
+# without its grey), cycled; and the colour of objects without a label.
+LABEL_PALETTE: tuple[str, ...] = (
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f",
+)  # fmt: skip
+UNLABELLED_COLOR = "#9ca3af"
 # How much of a rejected value an error message quotes.
 _SHOWN = 40
 

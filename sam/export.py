@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .colors import UNLABELLED_COLOR
 from .errors import ExportError, ImageLoadError, SamError
 from .masks import mask_to_polygons, mask_to_rle, rle_to_mask
 from .store import AnnotationStore, ImageRecord, Label, ObjectRecord
@@ -55,7 +56,6 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("coco", "yolo", "png")
 UNLABELLED = "unlabelled"
-UNLABELLED_COLOR = "#9ca3af"  # objects without a label (and no colour of their own)
 MASK_ON = 255
 SKIPPED_FILE = "skipped.txt"
 NO_CATEGORY = "has no label; left out (COCO and YOLO need a category)"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .colors import check_color, parse_color
+from .colors import LABEL_PALETTE, check_color, parse_color
 from .errors import ColorError, ConflictError, StoreError
 from .masks import mask_to_rle, rle_bbox_area, rle_to_mask
 
@@ -29,12 +29,6 @@ SCHEMA_VERSION = 2
 STATUSES = ("not_started", "in_progress", "done")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_DB_NAME = ".sam-annotator/annotations.sqlite"
-
-# A palette of distinct colours for new labels (hex RGB), cycled.
-PALETTE = (
-    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
-    "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000",
-)  # fmt: skip
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -314,7 +308,9 @@ class AnnotationStore:
             if row is not None:
                 return _label(row)
             count = conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
-            return self._insert_label(conn, None, name, color or PALETTE[count % len(PALETTE)])
+            return self._insert_label(
+                conn, None, name, color or LABEL_PALETTE[count % len(LABEL_PALETTE)]
+            )
 
     def restore_label(self, label_id: int, name: str, color: str) -> Label:
         """Bring back a label that was deleted (an undone removal, another tab's deletion)
@@ -537,7 +533,7 @@ class AnnotationStore:
 
 def _label(row: sqlite3.Row) -> Label:
     """A label row; a colour that is not ``#rrggbb`` reads as a palette colour."""
-    fallback = PALETTE[(row["id"] - 1) % len(PALETTE)]
+    fallback = LABEL_PALETTE[(row["id"] - 1) % len(LABEL_PALETTE)]
     color = _stored_color(row["color"], fallback, f"label {row['id']}") or fallback
     return Label(row["id"], row["name"], color)
 

@@ -18,15 +18,17 @@ from typing import Any
 import gradio as gr
 from gradio import utils as gr_utils
 
+from sam.colors import LABEL_PALETTE
 from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
 from . import actions, api, export, imports, outputs, proposals, render
 from .html import text
-from .models import MODEL_CHOICES, ModelManager, ModelUnavailable, without_paths
+from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
 from .project import FILTERS, Project
 from .proposal_handlers import ProposalHandlers
 from .proposals import TextDetectors
+from .redact import without_paths
 from .safe import Updates, _safe, unexpected_failure
 from .state import Session
 
@@ -72,7 +74,7 @@ class Handlers(ProposalHandlers):
         lab = session.doc.label(session.active_label)
         return {
             "label_name": lab.name if lab else "",
-            "label_color": lab.color if lab else "#4e79a7",
+            "label_color": lab.color if lab else LABEL_PALETTE[0],
         }
 
     def object_fields(self, session: Session) -> Updates:
@@ -161,7 +163,7 @@ class Handlers(ProposalHandlers):
             return
         start = self.project.first_image()
         if start is None:
-            session.notify(f"{self.project.folder} has no images.", error=True)
+            session.notify(f"The folder {self.project.name} has no images.", error=True)
             yield self.view(session)
             return
         yield from self.open_project_image(session, start)
@@ -213,7 +215,7 @@ class Handlers(ProposalHandlers):
             return
         if self.project is not None:
             session.notify(
-                f"This app annotates the folder {self.project.folder}: copy the image there "
+                f"This app annotates the folder {self.project.name}: copy the image there "
                 "and restart to annotate it.",
                 error=True,
             )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import html
 
-from sam.colors import safe_color
+from sam.colors import LABEL_PALETTE, safe_color
 
 # Shown instead of a colour that is not #rrggbb (the first colour of ui.state's palette).
-FALLBACK_COLOR = "#4e79a7"
+FALLBACK_COLOR = LABEL_PALETTE[0]
 
 
 def text(value: object) -> str:

@@ -12,7 +12,6 @@ page shows never holds an absolute server path.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +24,8 @@ from sam import KNOWN_MODELS, SamPredictor, load_model
 from sam.checkpoint import CheckpointFiles, find_checkpoint, looks_like_repo_id
 from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import CheckpointError, SamError
+
+from .redact import without_paths
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ NOT_ALLOWED = (
     "and checkpoints inside a --models-dir folder; local paths anywhere else are refused. Start "
     "the app with --models-dir DIR to allow one."
 )
-# An absolute POSIX or Windows path, up to a space or quote, without trailing punctuation.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\\-])(?:/|[A-Za-z]:\\)[^\s'\"]*[^\s'\".,;:)/\\]")
 
 
 @dataclass(frozen=True)
@@ -272,11 +271,6 @@ class ModelUnavailable(SamError):
 
 class ModelNotAllowed(SamError):
     """A name typed in the page is neither a hub repo id nor a checkpoint in an allowed place."""
-
-
-def without_paths(text: str) -> str:
-    """``text`` with every absolute path replaced by its last part (a file or folder name)."""
-    return _ABSOLUTE_PATH.sub(lambda m: re.split(r"[/\\]", m.group())[-1], text)
 
 
 def _page_name(source: str) -> str:

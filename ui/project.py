@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from sam.colors import UNLABELLED_COLOR
 from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import ConflictError, StoreError
+from sam.export import UNLABELLED
 from sam.image_io import load_image
 from sam.model import Sam
 from sam.precompute import DEFAULT_CACHE_DIR
@@ -29,8 +31,6 @@ from sam.store import STATUSES, AnnotationStore, ImageRecord, Label, ObjectRecor
 
 from . import actions
 from .state import (
-    UNLABELLED,
-    UNLABELLED_COLOR,
     UNLABELLED_ID,
     AnnotatedObject,
     Doc,

@@ -15,28 +15,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sam.colors import LABEL_PALETTE
 from sam.errors import StoreError
 from sam.store import Label
 
-from .models import without_paths
+from .redact import without_paths
 
-# Distinct, colour-blind-friendly-ish hues for new labels (Tableau 10 without grey).
-PALETTE: tuple[str, ...] = (
-    "#4e79a7",
-    "#f28e2b",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-)
 DEFAULT_LABELS: tuple[str, ...] = ("object", "background")
 # Label id 0 stands for "no label": background (0) in every semantic map, NULL in the store.
 UNLABELLED_ID = 0
-UNLABELLED = "unlabelled"
-UNLABELLED_COLOR = "#9ca3af"
 HISTORY_LIMIT = 100
 
 
@@ -205,14 +192,16 @@ class Proposals:
 
 def default_labels() -> tuple[Label, ...]:
     """The labels of a new image or project, with ids 1, 2, ..."""
-    return tuple(Label(i + 1, n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(DEFAULT_LABELS))
+    return tuple(
+        Label(i + 1, n, LABEL_PALETTE[i % len(LABEL_PALETTE)]) for i, n in enumerate(DEFAULT_LABELS)
+    )
 
 
 def next_color(labels: tuple[Label, ...]) -> str:
     """A palette colour no label uses yet (cycling when all are taken)."""
     used = {lab.color for lab in labels}
-    free = [c for c in PALETTE if c not in used]
-    return free[0] if free else PALETTE[len(labels) % len(PALETTE)]
+    free = [c for c in LABEL_PALETTE if c not in used]
+    return free[0] if free else LABEL_PALETTE[len(labels) % len(LABEL_PALETTE)]
 
 
 @dataclass(frozen=True)
@@ -238,7 +227,7 @@ class Doc:
         if obj.color:
             return obj.color
         lab = self.label(obj.label)
-        return lab.color if lab else PALETTE[0]
+        return lab.color if lab else LABEL_PALETTE[0]
 
     def next_color(self) -> str:
         return next_color(self.labels)

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam.colors import LABEL_PALETTE
 from sam.errors import ColorError, StoreError
-from sam.store import PALETTE, SCHEMA_VERSION, AnnotationStore, list_images
+from sam.store import SCHEMA_VERSION, AnnotationStore, list_images
 
 
 def blob(shape=(60, 80), box=(10, 20, 30, 50)) -> np.ndarray:
@@ -157,9 +158,9 @@ def test_hostile_colours_written_by_another_program_are_read_back_safe(folder):
     with AnnotationStore(db) as store:
         (label,) = store.labels()
         (obj,) = store.objects()
-        assert label.color == PALETTE[0] and obj.id == object_id
+        assert label.color == LABEL_PALETTE[0] and obj.id == object_id
         assert obj.color is None  # the label's colour
-        assert store.ensure_label("dog").color == PALETTE[0]
+        assert store.ensure_label("dog").color == LABEL_PALETTE[0]
 
 
 def test_survives_kill_9_mid_session(folder):
