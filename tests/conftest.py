@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from checkpoints import TINY_DIMS, random_hf_sam, save_hf_checkpoint, save_meta_checkpoint
 from PIL import Image
+from project_app import NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 # The photos ship with the app (static/examples/), so a bare clone runs the whole suite.
@@ -35,6 +37,16 @@ def example_photos() -> Path:
 def photos(example_photos: Path) -> dict[str, np.ndarray]:
     """Each example photo as ``(H, W, 3) uint8`` RGB, decoded by Pillow directly."""
     return {n: np.asarray(Image.open(example_photos / n).convert("RGB")) for n in PHOTO_NAMES}
+
+
+@pytest.fixture
+def folder(tmp_path: Path, example_photos: Path) -> Path:
+    """A folder of three example photos, to open as a project."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in NAMES:
+        shutil.copy(example_photos / name, images / name)
+    return images
 
 
 @pytest.fixture(scope="session")

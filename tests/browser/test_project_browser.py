@@ -4,28 +4,16 @@ restarted app takes embeddings from the disk cache instead of encoding again."""
 
 from __future__ import annotations
 
-import shutil
 import signal
-from pathlib import Path
 
 import pytest
+from project_app import NAMES
 
 from sam.store import AnnotationStore
 
 from .test_app_browser import TIMEOUT, screen_xy, wait_objects, wait_points
 
 pytestmark = pytest.mark.browser
-
-NAMES = ("dog.jpg", "dogs.jpg", "truck.jpg")
-
-
-@pytest.fixture
-def folder(tmp_path: Path, example_photos: Path) -> Path:
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in NAMES:
-        shutil.copy(example_photos / name, images / name)
-    return images
 
 
 def open_project(page, url: str, name: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from project_app import NAMES, make_handlers
+from project_app import make_handlers
 
 from sam import SamPredictor
 from sam.image_io import load_image
@@ -56,16 +55,6 @@ def opened(handlers: Handlers, truck_path: Path) -> Session:
     assert session.doc.image is not None, session.message
     assert not session.message_is_error, session.message
     return session
-
-
-@pytest.fixture
-def folder(tmp_path: Path, example_photos: Path) -> Path:
-    """A folder of three example photos, to open as a project."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in NAMES:
-        shutil.copy(example_photos / name, images / name)
-    return images
 
 
 @pytest.fixture
