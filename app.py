@@ -197,8 +197,10 @@ def stop_on_sigterm(demo: gr.Blocks) -> None:
         signal.signal(signal.SIGTERM, stop)
 
 
-# Events that may run at once (image encodes are serialised by the engine regardless); clicks
-# and other quick edits run one at a time, in order (ui/layout.py).
+# Events of one kind (one handler) that may run at once; image encodes are serialised by the
+# engine regardless. Clicks and other quick edits share their own lane instead
+# (QUICK_CONCURRENCY in ui/layout.py), where each session's run one at a time, in order, and
+# different sessions' side by side (ui/lanes.py).
 QUEUE_CONCURRENCY = 4
 
 

@@ -19,6 +19,7 @@ from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
 from .handlers import Handlers, Updates
 from .html import text
+from .lanes import SessionLanes, in_session_lane
 from .models import MODEL_CHOICES, ModelManager
 from .project import Project
 from .proposals import TextDetectors
@@ -61,6 +62,10 @@ EXPORT_FORMATS = [("COCO JSON", "coco"), ("YOLO seg", "yolo"), ("PNG maps", "png
 # its cache: every 10 minutes, copies older than an hour are deleted (a download link in the
 # page lasts that long), and all of them when the server stops.
 GRADIO_CACHE_CLEANUP = (600, 3600)
+# Quick edits (clicks, accept, undo, labels, ...) of all sessions that may run at once: each
+# session's own run one at a time regardless (ui/lanes.py); a session's waiting edits hold a
+# place too, so there is room for several busy users.
+QUICK_CONCURRENCY = 8
 
 
 def _read(name: str) -> str:
@@ -340,6 +345,19 @@ def build_demo(
 
             return plain
 
+        lanes = SessionLanes()
+        demo.sam_lanes = lanes  # type: ignore[attr-defined]  # for tests
+
+        def ordered(fn: Callable[..., Updates]) -> Callable[..., Any]:
+            """A quick edit: ``wire`` plus a turn in its session's lane (``ui/lanes.py``)."""
+            run = in_session_lane(fn, lanes)
+
+            @functools.wraps(fn)
+            async def edit(*args: Any) -> dict[Any, Any]:
+                return _to_components(await run(*args), outputs)
+
+            return edit
+
         # Progress is shown by the stage itself ("Encoding image… 2.1 s"); Gradio's spinners
         # would otherwise cover every output component of these events.
         private: dict[str, Any] = {
@@ -347,61 +365,63 @@ def build_demo(
             "outputs": out_list,
             "show_progress": "hidden",
         }
-        # Edits run one at a time, in order: two quick clicks must see each other's result.
+        # Quick edits (wrapped by `ordered`) share one Gradio lane with room for several events
+        # at once; each session's own edits still run one at a time, in order, so two quick
+        # clicks of one tab always see each other's result (ui/lanes.py).
         quick = {
             **private,
             "concurrency_id": "edit",
-            "concurrency_limit": 1,
+            "concurrency_limit": QUICK_CONCURRENCY,
         }
 
         loaded = demo.load(wire(h.on_load), [state], **private)
-        import_file.upload(wire(h.on_import), [state, import_file], **quick)
+        import_file.upload(ordered(h.on_import), [state, import_file], **quick)
         if project is not None:
             loaded.then(wire(h.on_resume), [state], **private)
             # Opening an image may encode for seconds: not in the quick queue of clicks.
             project_parts["gallery"].open(wire(h.on_gallery), [state], **private)
             next_btn.click(wire(h.on_next), [state], **private)
             prev_btn.click(wire(h.on_prev), [state], **private)
-            project_parts["done_btn"].click(wire(h.on_done), [state], **quick)
-            status_filter.change(wire(h.on_filter), [state, status_filter], **quick)
+            project_parts["done_btn"].click(ordered(h.on_done), [state], **quick)
+            status_filter.change(ordered(h.on_filter), [state, status_filter], **quick)
             export_project_btn.click(wire(h.on_export_project), [state, export_format], **private)
         timer.tick(wire(h.on_tick), [state], **private)
-        stage.prompt(wire(h.on_prompt), [state, mode], trigger_mode="multiple", **quick)
+        stage.prompt(ordered(h.on_prompt), [state, mode], trigger_mode="multiple", **quick)
         stage.dropped(wire(h.on_dropped), [state], **private)
-        cands.pick(wire(h.on_pick), [state], **quick)
-        labels.choose(wire(h.on_choose_label), [state], **quick)
-        objects.act(wire(h.on_object), [state], **quick)
-        accept_btn.click(wire(h.on_accept), [state, auto["prop_label"]], **quick)
+        cands.pick(ordered(h.on_pick), [state], **quick)
+        labels.choose(ordered(h.on_choose_label), [state], **quick)
+        objects.act(ordered(h.on_object), [state], **quick)
+        accept_btn.click(ordered(h.on_accept), [state, auto["prop_label"]], **quick)
         # Segment everything / Find run for seconds: not in the quick queue of clicks.
         settings = [auto[k] for k in ("pps", "pred_iou", "stability", "min_area", "nms", "offset")]
         auto["everything_btn"].click(wire(h.on_everything), [state, *settings], **private)
         find_inputs = [state, auto["find_text"], auto["box_thr"], auto["text_thr"]]
         auto["find_btn"].click(wire(h.on_find), find_inputs, **private)
         auto["find_text"].submit(wire(h.on_find), find_inputs, **private)
-        auto["proposals"].toggle(wire(h.on_proposal), [state], **quick)
+        auto["proposals"].toggle(ordered(h.on_proposal), [state], **quick)
         auto["accept_above_btn"].click(
-            wire(h.on_accept_above), [state, auto["prop_threshold"]], **quick
+            ordered(h.on_accept_above), [state, auto["prop_threshold"]], **quick
         )
-        auto["reject_all_btn"].click(wire(h.on_reject_all), [state], **quick)
+        auto["reject_all_btn"].click(ordered(h.on_reject_all), [state], **quick)
         auto["add_accepted_btn"].click(
-            wire(h.on_add_accepted), [state, auto["prop_label"]], **quick
+            ordered(h.on_add_accepted), [state, auto["prop_label"]], **quick
         )
-        auto["discard_btn"].click(wire(h.on_discard), [state], **quick)
-        clear_btn.click(wire(h.on_clear), [state], **quick)
-        undo_btn.click(wire(h.on_undo), [state], trigger_mode="multiple", **quick)
-        redo_btn.click(wire(h.on_redo), [state], trigger_mode="multiple", **quick)
-        mode.change(wire(h.on_mode), [state, mode], **quick)
-        opacity.release(wire(h.on_view), [state, opacity, only_current], **quick)
-        only_current.input(wire(h.on_view), [state, opacity, only_current], **quick)
+        auto["discard_btn"].click(ordered(h.on_discard), [state], **quick)
+        clear_btn.click(ordered(h.on_clear), [state], **quick)
+        undo_btn.click(ordered(h.on_undo), [state], trigger_mode="multiple", **quick)
+        redo_btn.click(ordered(h.on_redo), [state], trigger_mode="multiple", **quick)
+        mode.change(ordered(h.on_mode), [state, mode], **quick)
+        opacity.release(ordered(h.on_view), [state, opacity, only_current], **quick)
+        only_current.input(ordered(h.on_view), [state, opacity, only_current], **quick)
         upload.upload(wire(h.on_upload), [state, upload], **private)
         example_gallery.select(wire(h.on_example), [state], **private)
-        add_label_btn.click(wire(h.on_add_label), [state, label_name, label_color], **quick)
-        label_name.submit(wire(h.on_add_label), [state, label_name, label_color], **quick)
-        save_label_btn.click(wire(h.on_save_label), [state, label_name, label_color], **quick)
-        remove_label_btn.click(wire(h.on_remove_label), [state], **quick)
-        obj_label.input(wire(h.on_object_label), [state, obj_label], **quick)
+        add_label_btn.click(ordered(h.on_add_label), [state, label_name, label_color], **quick)
+        label_name.submit(ordered(h.on_add_label), [state, label_name, label_color], **quick)
+        save_label_btn.click(ordered(h.on_save_label), [state, label_name, label_color], **quick)
+        remove_label_btn.click(ordered(h.on_remove_label), [state], **quick)
+        obj_label.input(ordered(h.on_object_label), [state, obj_label], **quick)
         obj_color.input(
-            wire(h.on_object_color), [state, obj_color], trigger_mode="always_last", **quick
+            ordered(h.on_object_color), [state, obj_color], trigger_mode="always_last", **quick
         )
         export_zip_btn.click(wire(h.on_export_zip), [state], **private)
         export_mask_btn.click(wire(h.on_export_mask), [state], **private)

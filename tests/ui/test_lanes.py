@@ -1,0 +1,111 @@
+"""SessionLanes: one session's turns run one at a time in the order they were taken; other
+sessions' turns never wait for them; a turn given up while waiting keeps the order."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+from ui.lanes import SessionLanes, in_session_lane
+
+
+class Owner:
+    """Stands for a session (unhashable, like the app's Session dataclass)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+async def settle() -> None:
+    """Let every ready coroutine run until it waits for something."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_one_owners_turns_run_one_at_a_time_in_order():
+    async def main() -> list[str]:
+        lanes, owner, log = SessionLanes(), Owner(), []
+        gates = {name: asyncio.Event() for name in "abc"}
+
+        async def edit(name: str) -> None:
+            async with lanes.turn(owner):
+                log.append(f"start {name}")
+                await gates[name].wait()
+                log.append(f"end {name}")
+
+        tasks = [asyncio.create_task(edit(name)) for name in "abc"]
+        await settle()
+        assert log == ["start a"] and lanes.turns == 3
+        for name in "cba":  # released in reverse: the order of the turns still holds
+            gates[name].set()
+        await asyncio.gather(*tasks)
+        assert lanes.turns == 0 and lanes.owners == 0
+        return log
+
+    log = asyncio.run(main())
+    assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
+
+
+def test_other_owners_do_not_wait():
+    async def main() -> None:
+        lanes, slow_owner, other = SessionLanes(), Owner(), Owner()
+        release = asyncio.Event()
+
+        async def slow() -> None:
+            async with lanes.turn(slow_owner):
+                await release.wait()
+
+        task = asyncio.create_task(slow())
+        await settle()
+        async with lanes.turn(other):  # would wait forever behind `slow` in a shared lane
+            assert not task.done()
+        release.set()
+        await task
+
+    asyncio.run(main())
+
+
+def test_a_turn_cancelled_while_waiting_keeps_the_next_one_waiting():
+    """The client of the second event goes away while it waits: the third must still wait for
+    the first, which is running."""
+
+    async def main() -> list[str]:
+        lanes, owner, log = SessionLanes(), Owner(), []
+        release = asyncio.Event()
+
+        async def edit(name: str, gate: asyncio.Event | None = None) -> None:
+            async with lanes.turn(owner):
+                log.append(f"start {name}")
+                if gate is not None:
+                    await gate.wait()
+                log.append(f"end {name}")
+
+        first = asyncio.create_task(edit("first", release))
+        second = asyncio.create_task(edit("second"))
+        third = asyncio.create_task(edit("third"))
+        await settle()
+        second.cancel()
+        await settle()
+        assert log == ["start first"]
+        release.set()
+        await first
+        await third
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert lanes.turns == 0 and lanes.owners == 0
+        return log
+
+    assert asyncio.run(main()) == ["start first", "end first", "start third", "end third"]
+
+
+def test_in_session_lane_runs_the_handler_in_a_thread_and_keeps_its_signature():
+    def on_edit(session: Owner, name: str) -> dict[str, str]:
+        """The handler."""
+        return {"message": name}
+
+    run = in_session_lane(on_edit, SessionLanes())
+    assert asyncio.iscoroutinefunction(run) and run.__doc__ == "The handler."
+    assert list(inspect.signature(run).parameters) == ["session", "name"]
+    assert asyncio.run(run(Owner(), "x")) == {"message": "x"}
+    assert asyncio.run(run(None, "before the page loaded")) == {"message": "before the page loaded"}
