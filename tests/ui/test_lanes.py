@@ -109,3 +109,15 @@ def test_in_session_lane_runs_the_handler_in_a_thread_and_keeps_its_signature():
     assert list(inspect.signature(run).parameters) == ["session", "name"]
     assert asyncio.run(run(Owner(), "x")) == {"message": "x"}
     assert asyncio.run(run(None, "before the page loaded")) == {"message": "before the page loaded"}
+
+
+def test_every_quick_edit_of_the_app_runs_in_its_session_lane(manager, tmp_path):
+    """An event put in the shared "edit" lane without the session lane would run beside the
+    same tab's other edits: every one of them must be the lane's coroutine."""
+    from ui.layout import QUICK_CONCURRENCY, build_demo
+
+    demo = build_demo(manager, media_dir=tmp_path / "media", examples=[])
+    quick = [fn for fn in demo.fns.values() if fn.concurrency_id == "edit"]
+    assert len(quick) > 20
+    assert [fn.name for fn in quick if not inspect.iscoroutinefunction(fn.fn)] == []
+    assert {fn.concurrency_limit for fn in quick} == {QUICK_CONCURRENCY}
