@@ -160,3 +160,10 @@ def test_uploaded_names_never_become_paths(name: str, tmp_path: Path):
     exported = tmp_path / f"{stem(Doc(image=ref))}_mask.png"
     assert exported.parent == tmp_path
     assert "/" not in exported.name and "\\" not in exported.name and ".." not in exported.stem
+
+
+def test_the_page_names_the_project_folder_without_its_server_path(project_app):
+    url, folder, _ = project_app
+    page = httpx.get(url, timeout=30).text
+    assert "images" in page  # the folder's name is shown
+    assert str(folder.parent) not in page  # its place on the server is not

@@ -121,7 +121,7 @@ def build_demo(
                 "<h1>SAM Annotator</h1><p>Click an object, pick the best of three masks, "
                 "label it, export PNGs.</p>"
                 if project is None
-                else f"<h1>SAM Annotator</h1><p>Folder <b>{text(project.folder)}</b>"
+                else f"<h1>SAM Annotator</h1><p>Folder <b>{text(project.name)}</b>"
                 " — every change is saved at once.</p>",
                 elem_id="sam-header",
                 js_on_load=None,
