@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from ui.lanes import SessionLanes, in_session_lane
+
+
+def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run`` in a thread of its own: the browser tests' Playwright keeps an event
+    loop running in the main thread for the whole session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class Owner:
@@ -43,7 +53,7 @@ def test_one_owners_turns_run_one_at_a_time_in_order():
         assert lanes.turns == 0 and lanes.owners == 0
         return log
 
-    log = asyncio.run(main())
+    log = run_loop(main())
     assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
 
 
@@ -63,7 +73,7 @@ def test_other_owners_do_not_wait():
         release.set()
         await task
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 def test_a_turn_cancelled_while_waiting_keeps_the_next_one_waiting():
@@ -96,7 +106,7 @@ def test_a_turn_cancelled_while_waiting_keeps_the_next_one_waiting():
         assert lanes.turns == 0 and lanes.owners == 0
         return log
 
-    assert asyncio.run(main()) == ["start first", "end first", "start third", "end third"]
+    assert run_loop(main()) == ["start first", "end first", "start third", "end third"]
 
 
 def test_in_session_lane_runs_the_handler_in_a_thread_and_keeps_its_signature():
@@ -107,8 +117,8 @@ def test_in_session_lane_runs_the_handler_in_a_thread_and_keeps_its_signature():
     run = in_session_lane(on_edit, SessionLanes())
     assert asyncio.iscoroutinefunction(run) and run.__doc__ == "The handler."
     assert list(inspect.signature(run).parameters) == ["session", "name"]
-    assert asyncio.run(run(Owner(), "x")) == {"message": "x"}
-    assert asyncio.run(run(None, "before the page loaded")) == {"message": "before the page loaded"}
+    assert run_loop(run(Owner(), "x")) == {"message": "x"}
+    assert run_loop(run(None, "before the page loaded")) == {"message": "before the page loaded"}
 
 
 def test_every_quick_edit_of_the_app_runs_in_its_session_lane(manager, tmp_path):
