@@ -383,7 +383,7 @@ def matmul_gflops(dtype: torch.dtype, seconds: float = 1.5) -> float:
     """Best rate of a ViT-B-MLP-shaped matmul (4096x768 @ 768x3072) at ``dtype``, the faster of
     torch's matmul and the fused linear the encoder runs (oneDNN on the CPU): the floor is
     what this machine can do, not what one library does."""
-    from sam.layers import linear
+    from sam.modeling.common import linear
 
     m, k, n = 4096, 768, 3072
     a = torch.randn(m, k).to(dtype)

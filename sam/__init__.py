@@ -15,7 +15,7 @@ from .errors import (
     SamError,
     TextPromptError,
 )
-from .model import Sam
+from .modeling import Sam
 from .predictor import SamPredictor
 
 __all__ = [

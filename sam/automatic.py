@@ -25,7 +25,7 @@ import torch
 
 from .image_io import load_image
 from .masks import mask_to_rle
-from .model import Sam
+from .modeling import Sam
 from .predictor import SamPredictor
 
 logger = logging.getLogger(__name__)

@@ -22,16 +22,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .config import (
+from .device import resolve_device, resolve_dtype
+from .errors import CheckpointError
+from .modeling import (
     MaskDecoderConfig,
     PreprocessConfig,
     PromptEncoderConfig,
+    Sam,
     SamConfig,
     VisionConfig,
 )
-from .device import resolve_device, resolve_dtype
-from .errors import CheckpointError
-from .model import Sam
 
 logger = logging.getLogger(__name__)
 

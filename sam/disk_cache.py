@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .model import Sam
+from .modeling import Sam
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from .cache import array_digest
 from .disk_cache import EmbeddingDiskCache
 from .errors import PromptError
 from .image_io import load_image
-from .model import Sam
+from .modeling import Sam
 from .transforms import preprocess, scale_boxes, scale_coords, upscale_logits
 
 logger = logging.getLogger(__name__)

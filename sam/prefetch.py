@@ -17,7 +17,7 @@ from pathlib import Path
 from .disk_cache import EmbeddingDiskCache
 from .errors import SamError
 from .image_io import load_image
-from .model import Sam
+from .modeling import Sam
 from .predictor import SamPredictor
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import ConflictError, StoreError
 from sam.export import UNLABELLED
 from sam.image_io import load_image
-from sam.model import Sam
+from sam.modeling import Sam
 from sam.precompute import DEFAULT_CACHE_DIR
 from sam.prefetch import Prefetcher, PrefetchStatus
 from sam.store import STATUSES, AnnotationStore, ImageRecord, Label, ObjectRecord

@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from sam import CheckpointError, DeviceError, load_model
 from sam.checkpoint import infer_config
-from sam.config import VIT_PRESETS, SamConfig, VisionConfig
-from sam.model import Sam
+from sam.modeling import Sam
+from sam.modeling.config import VIT_PRESETS, SamConfig, VisionConfig
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

@@ -21,11 +21,15 @@ import torch.nn.functional as F
 from checkpoints import VIT_B_DIMS, random_hf_sam, save_hf_checkpoint
 
 import sam.device as device_mod
-import sam.image_encoder as encoder_mod
+import sam.modeling.image_encoder as encoder_mod
 from sam import DeviceError, SamPredictor, load_model
-from sam.config import VisionConfig
 from sam.device import auto_dtype, resolve_dtype
-from sam.image_encoder import VisionEncoder, attention_with_rel_pos, relative_position_table
+from sam.modeling.config import VisionConfig
+from sam.modeling.image_encoder import (
+    VisionEncoder,
+    attention_with_rel_pos,
+    relative_position_table,
+)
 
 MIN_IOU = 0.98
 MAX_REL_ERR = 0.05
@@ -372,7 +376,7 @@ def test_cropped_upscale_equals_upscale_then_crop(size):
 
 def test_decoder_pieces_equal_their_plain_forms(tiny_checkpoint):
     """The folded image-to-token attention and the matmul transposed convolutions."""
-    from sam.mask_decoder import _transposed_conv_2x2
+    from sam.modeling.mask_decoder import _transposed_conv_2x2
 
     model = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
     layer = model.mask_decoder.transformer.layers[0]

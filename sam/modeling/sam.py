@@ -7,7 +7,7 @@ import threading
 import torch
 from torch import nn
 
-from .cache import EmbeddingCache
+from ..cache import EmbeddingCache
 from .config import PreprocessConfig, SamConfig
 from .image_encoder import VisionEncoder
 from .mask_decoder import DecoderImage, MaskDecoder

@@ -10,8 +10,8 @@ import math
 import torch
 from torch import nn
 
+from .common import LayerNorm2d, activation
 from .config import PromptEncoderConfig
-from .layers import LayerNorm2d, activation
 
 # Label values understood by the prompt encoder.
 LABEL_BACKGROUND = 0

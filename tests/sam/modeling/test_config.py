@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sam.config import PreprocessConfig, SamConfig, VisionConfig
+from sam.modeling.config import PreprocessConfig, SamConfig, VisionConfig
 
 
 def test_roundtrip_through_json(tmp_path):

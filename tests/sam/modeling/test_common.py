@@ -1,4 +1,4 @@
-"""sam.layers.linear: the fused oneDNN path gives what F.linear (+ GELU) gives."""
+"""sam.modeling.common.linear: the fused oneDNN path gives what F.linear (+ GELU) gives."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sam import layers
-from sam.layers import MLPBlock, linear
+from sam.modeling import common as layers
+from sam.modeling.common import MLPBlock, linear
 
 
 @pytest.fixture

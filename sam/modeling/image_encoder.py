@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import LayerNorm2d, MLPBlock, linear
 from .config import VisionConfig
-from .layers import LayerNorm2d, MLPBlock, linear
 
 # Upper bound on the bytes of one chunk of the attention bias on the SDPA path (CUDA). Global
 # attention over a 64x64 grid would otherwise build a (heads, 4096, 4096) fp32 bias: 805 MB for

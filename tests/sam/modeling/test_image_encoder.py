@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sam.image_encoder import merge_windows, split_heads, split_windows
+from sam.modeling.image_encoder import merge_windows, split_heads, split_windows
 
 HEADS, DIM, WINDOW = 2, 3, 4
 
