@@ -488,3 +488,20 @@ def _corrupt(desc: str, exc: BaseException) -> ImageLoadError:
         f"Cannot read {desc}: the file is truncated or corrupt ({detail}). It was probably not "
         "saved or downloaded completely; re-export or re-download it."
     )
+
+
+# What counts as an image file in a folder (a project, ``python -m sam.precompute``).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files below ``folder`` (recursively, hidden folders skipped), as sorted relative
+    paths with forward slashes."""
+    found = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(rel.as_posix())
+    return sorted(found)

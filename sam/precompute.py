@@ -18,9 +18,8 @@ from tqdm import tqdm
 from .checkpoint import load_model
 from .disk_cache import EmbeddingDiskCache
 from .errors import SamError
-from .image_io import load_image
+from .image_io import list_images, load_image
 from .predictor import SamPredictor
-from .store import list_images
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from sam import SamPredictor
 from sam.cache import array_digest
-from sam.colors import check_color
+from sam.dataset.colors import check_color
 from sam.errors import PromptError
 from sam.masks import mask_to_logits
 from sam.predictor import check_point_count

@@ -1,11 +1,11 @@
 """The page's exports: one image's zip (*Export all*), the current mask as a PNG, and the whole
 project as a COCO / YOLO / PNG dataset zip.
 
-Every file is built by :mod:`sam.export`, the exporter behind ``python -m sam.export`` too, so
-the page's zip of a project image and the project's PNG dataset hold the same maps and the same
-``labels.json`` (see that module for the layout). The page's zip adds ``mask.png``, the mask
-being drawn (or the selected object's). Every PNG is at the original image size and written
-losslessly, so an exported mask equals the engine's mask pixel for pixel.
+Every file is built by :mod:`sam.dataset.export`, the exporter behind ``python -m sam.export``
+too, so the page's zip of a project image and the project's PNG dataset hold the same maps and
+the same ``labels.json`` (see that module for the layout). The page's zip adds ``mask.png``, the
+mask being drawn (or the selected object's). Every PNG is at the original image size and
+written losslessly, so an exported mask equals the engine's mask pixel for pixel.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sam import export as dataset
-from sam.export import safe_name
-from sam.store import AnnotationStore
+from sam.dataset import export as dataset
+from sam.dataset.export import safe_name
+from sam.dataset.store import AnnotationStore
 
 from .state import UNLABELLED_ID, AnnotatedObject, Doc, Mask
 

@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 from gradio import utils as gr_utils
 
-from sam.colors import LABEL_PALETTE
+from sam.dataset.colors import LABEL_PALETTE
 from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 

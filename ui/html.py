@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 
-from sam.colors import LABEL_PALETTE, safe_color
+from sam.dataset.colors import LABEL_PALETTE, safe_color
 
 # Shown instead of a colour that is not #rrggbb (the first colour of ui.state's palette).
 FALLBACK_COLOR = LABEL_PALETTE[0]

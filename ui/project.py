@@ -1,7 +1,7 @@
 """A folder of images opened as a project (``python app.py --images DIR``).
 
 The :class:`Project` is app-level state shared by every tab: the thread-safe
-:class:`~sam.store.AnnotationStore`, the embedding disk cache folder and the background
+:class:`~sam.dataset.store.AnnotationStore`, the embedding disk cache folder and the background
 :class:`~sam.prefetch.Prefetcher`. What a tab shows stays in its :class:`Session`; the
 session's :class:`ProjectLink` records what of its image the store already holds, and
 :meth:`Project.sync` writes the difference after every action, so the store follows edits,
@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from sam.colors import UNLABELLED_COLOR
+from sam.dataset.colors import UNLABELLED_COLOR
+from sam.dataset.export import UNLABELLED
+from sam.dataset.store import STATUSES, AnnotationStore, ImageRecord, Label, ObjectRecord
 from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import ConflictError, StoreError
-from sam.export import UNLABELLED
 from sam.image_io import load_image
 from sam.modeling import Sam
 from sam.precompute import DEFAULT_CACHE_DIR
 from sam.prefetch import Prefetcher, PrefetchStatus
-from sam.store import STATUSES, AnnotationStore, ImageRecord, Label, ObjectRecord
 
 from . import actions
 from .state import (

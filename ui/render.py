@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sam.colors import color_rgb
+from sam.dataset.colors import color_rgb
+from sam.dataset.store import ImageRecord
 from sam.prefetch import PrefetchStatus
-from sam.store import ImageRecord
 
 from .html import FALLBACK_COLOR, attrs, css_color, text
 from .state import Candidates, Doc, Mask, Proposals, Session

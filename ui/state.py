@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sam.colors import LABEL_PALETTE
+from sam.dataset.colors import LABEL_PALETTE
+from sam.dataset.store import Label
 from sam.errors import StoreError
-from sam.store import Label
 
 from .redact import without_paths
 

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
+from sam.dataset.store import AnnotationStore
 from sam.image_io import load_image
-from sam.store import AnnotationStore
 
 from .conftest import REPO
 from .test_app_browser import TIMEOUT, wait_objects

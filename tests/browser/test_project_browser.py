@@ -9,7 +9,7 @@ import signal
 import pytest
 from project_app import NAMES
 
-from sam.store import AnnotationStore
+from sam.dataset.store import AnnotationStore
 
 from .test_app_browser import TIMEOUT, screen_xy, wait_objects, wait_points
 

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam.colors import LABEL_PALETTE
+from sam.dataset.colors import LABEL_PALETTE
+from sam.dataset.store import SCHEMA_VERSION, AnnotationStore
 from sam.errors import ColorError, StoreError
-from sam.store import SCHEMA_VERSION, AnnotationStore, list_images
+from sam.image_io import list_images
 
 
 def blob(shape=(60, 80), box=(10, 20, 30, 50)) -> np.ndarray:
@@ -170,7 +171,7 @@ def test_survives_kill_9_mid_session(folder):
         import sys, time
         import numpy as np
         sys.path.insert(0, {os.getcwd()!r})
-        from sam.store import AnnotationStore
+        from sam.dataset.store import AnnotationStore
         store = AnnotationStore.for_folder({str(folder)!r})
         image_id = store.image_id("a.png")
         for i in range(10_000):
@@ -224,7 +225,7 @@ def test_list_images_skips_hidden_and_non_images(folder):
 
 def test_version_1_database_is_migrated(tmp_path):
     """A database written by schema 1 opens, gains the colour column, keeps its objects."""
-    from sam.store import _MIGRATIONS
+    from sam.dataset.store import _MIGRATIONS
 
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)

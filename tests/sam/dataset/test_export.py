@@ -16,8 +16,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam.errors import ExportError
-from sam.export import (
+from sam.dataset.export import (
     ExportImage,
     ExportObject,
     RleMask,
@@ -27,8 +26,9 @@ from sam.export import (
     prompts_record,
     write_bundle,
 )
+from sam.dataset.store import AnnotationStore, Label
+from sam.errors import ExportError
 from sam.masks import mask_to_rle
-from sam.store import AnnotationStore, Label
 
 SHAPE = (120, 160)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sam.colors import check_color, color_rgb, parse_color, safe_color
+from sam.dataset.colors import check_color, color_rgb, parse_color, safe_color
 from sam.errors import ColorError
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ColorError
+from ..errors import ColorError
 
 _HEX = re.compile(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _NUMBER = r"\s*(\d{1,3}(?:\.\d*)?)\s*"

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ColorError, ConflictError, StoreError
+from ..image_io import list_images
+from ..masks import mask_to_rle, rle_bbox_area, rle_to_mask
 from .colors import LABEL_PALETTE, check_color, parse_color
-from .errors import ColorError, ConflictError, StoreError
-from .masks import mask_to_rle, rle_bbox_area, rle_to_mask
 
 SCHEMA_VERSION = 2
 STATUSES = ("not_started", "in_progress", "done")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_DB_NAME = ".sam-annotator/annotations.sqlite"
 
 _MIGRATIONS: dict[int, str] = {
@@ -116,19 +116,6 @@ class ObjectRecord:
     def mask(self) -> np.ndarray:
         """The mask as ``(H, W) bool``."""
         return rle_to_mask(self.rle)
-
-
-def list_images(folder: Path) -> list[str]:
-    """Image files below ``folder`` (recursively, hidden folders skipped), as sorted relative
-    paths with forward slashes."""
-    found = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            found.append(rel.as_posix())
-    return sorted(found)
 
 
 class AnnotationStore:

@@ -1,0 +1,6 @@
+"""The dataset layer: labels and objects, the project's SQLite store, imports and exports.
+
+It may use the engine (masks, image reading); the engine never imports it, so ``import sam``
+stays free of SQLite. Modules: :mod:`.colors` (label colours and the palette), :mod:`.store`
+(the annotation database), :mod:`.export` (every exporter; ``python -m sam.export``).
+"""
