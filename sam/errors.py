@@ -43,5 +43,9 @@ class ConflictError(StoreError):
     """Another tab or process changed or deleted the object this write was based on."""
 
 
+class ImportFileError(SamError, ValueError):
+    """A file of annotations to import (PNG masks, COCO JSON) cannot be read."""
+
+
 class ExportError(SamError, RuntimeError):
     """A dataset export cannot be written (nothing to export, unwritable folder, ...)."""

@@ -18,11 +18,12 @@ from typing import Any
 import gradio as gr
 from gradio import utils as gr_utils
 
+from sam.dataset import imports
 from sam.dataset.colors import LABEL_PALETTE
 from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
-from . import actions, api, export, imports, outputs, proposals, render
+from . import actions, api, export, outputs, proposals, render
 from .html import text
 from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
 from .project import FILTERS, Project

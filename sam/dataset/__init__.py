@@ -2,5 +2,6 @@
 
 It may use the engine (masks, image reading); the engine never imports it, so ``import sam``
 stays free of SQLite. Modules: :mod:`.colors` (label colours and the palette), :mod:`.store`
-(the annotation database), :mod:`.export` (every exporter; ``python -m sam.export``).
+(the annotation database), :mod:`.imports` (PNG masks and COCO JSON read as masks),
+:mod:`.export` (every exporter; ``python -m sam.export``).
 """

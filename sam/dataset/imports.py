@@ -1,7 +1,6 @@
 """Reading existing annotations as masks: PNG masks (binary or instance maps) and COCO JSON.
 
-Pure file parsing (numpy, Pillow, pycocotools); the handlers decide which image each mask
-goes to.
+Pure file parsing (numpy, Pillow, pycocotools); the page decides which image each mask goes to.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam.errors import PromptError
-from sam.masks import rle_to_mask
+from ..errors import ImportFileError
+from ..masks import rle_to_mask
 
 ImportedMask = tuple[np.ndarray, str | None]  # (H, W) bool, label name (None: not given)
 
@@ -33,7 +32,7 @@ def masks_from_png(path: str | Path) -> list[ImportedMask]:
             by_value = img.mode in ("L", "I;16", "I", "P", "1")
             array = np.asarray(img if by_value else img.convert("RGB"))
     except (OSError, ValueError) as exc:
-        raise PromptError(f"{Path(path).name} is not a readable PNG mask: {exc}") from exc
+        raise ImportFileError(f"{Path(path).name} is not a readable PNG mask: {exc}") from exc
     if array.ndim == 3:  # colour-coded instances: one id per distinct colour
         packed = array[..., 0].astype(np.int64) << 16 | array[..., 1].astype(np.int64) << 8
         array = packed | array[..., 2]
@@ -53,7 +52,7 @@ def masks_from_coco(path: str | Path) -> dict[str, list[ImportedMask]]:
         categories = {c["id"]: str(c["name"]) for c in document.get("categories", [])}
         annotations = document["annotations"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PromptError(f"{Path(path).name} is not a COCO instances file: {exc}") from exc
+        raise ImportFileError(f"{Path(path).name} is not a COCO instances file: {exc}") from exc
     found: dict[str, list[ImportedMask]] = defaultdict(list)
     for ann in annotations:
         image = images.get(ann.get("image_id"))
