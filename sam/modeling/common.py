@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +22,7 @@ def activation(name: str) -> nn.Module:
 
 def _onednn_linear_available(dtype: torch.dtype) -> bool:
     """Whether oneDNN's fused linear (a private op of PyTorch's CPU builds) runs at ``dtype``
-    here: probed once, so a PyTorch build without it, or with another signature, falls back."""
+    here, so a PyTorch build without it, or with another signature, falls back."""
     if not torch.backends.mkldnn.is_available():
         return False
     # bf16 only where oneDNN has real kernels for it (native bf16); elsewhere it would emulate.
@@ -36,10 +38,11 @@ def _onednn_linear_available(dtype: torch.dtype) -> bool:
     return out.shape == (2, 4) and bool(torch.allclose(out.float(), expected, rtol=1e-2))
 
 
-# Dtypes for which :func:`linear` takes oneDNN's fused primitive on the CPU.
-_ONEDNN_LINEAR = {
-    dtype: _onednn_linear_available(dtype) for dtype in (torch.float32, torch.bfloat16)
-}
+@functools.cache
+def _onednn_linear(dtype: torch.dtype) -> bool:
+    """Whether :func:`linear` takes oneDNN's fused primitive at ``dtype`` (fp32 and bf16 only),
+    probed on first use and remembered: importing the model runs no kernels."""
+    return dtype in (torch.float32, torch.bfloat16) and _onednn_linear_available(dtype)
 
 
 def linear(
@@ -59,8 +62,8 @@ def linear(
         x.device.type == "cpu"
         and not torch.is_grad_enabled()
         and x.dtype == weight.dtype
-        and _ONEDNN_LINEAR.get(x.dtype, False)
         and torch.backends.mkldnn.enabled
+        and _onednn_linear(x.dtype)
     ):
         return torch.ops.mkldnn._linear_pointwise(
             x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else ""

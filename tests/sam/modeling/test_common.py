@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,7 +49,7 @@ def test_without_bias(layer):
 
 
 @pytest.mark.skipif(
-    not layers._ONEDNN_LINEAR[torch.bfloat16], reason="oneDNN has no native bf16 on this CPU"
+    not layers._onednn_linear(torch.bfloat16), reason="oneDNN has no native bf16 on this CPU"
 )
 @pytest.mark.parametrize("gelu", [False, True])
 def test_bf16_within_bf16_rounding(layer, gelu):
@@ -73,7 +77,7 @@ def test_fallback_gives_the_same_result(layer, monkeypatch):
     x = torch.randn(33, 48)
     with torch.inference_mode():
         fused = linear(x, layer.weight, layer.bias, gelu=True)
-        monkeypatch.setattr(layers, "_ONEDNN_LINEAR", {})
+        monkeypatch.setattr(layers, "_onednn_linear", lambda dtype: False)
         plain = linear(x, layer.weight, layer.bias, gelu=True)
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
 
@@ -96,3 +100,37 @@ def test_a_torch_without_the_fused_op_falls_back(monkeypatch):
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", missing)
     assert not layers._onednn_linear_available(torch.float32)
     assert not layers._onednn_linear_available(torch.bfloat16)
+
+
+REPO = Path(__file__).resolve().parents[3]
+PROBE_COUNT = """
+import torch
+
+calls = []
+fused = torch.ops.mkldnn._linear_pointwise
+torch.ops.mkldnn._linear_pointwise = lambda *a: calls.append(a) or fused(*a)
+import sam.modeling
+from sam import load_model, SamPredictor
+from sam.modeling.common import linear
+
+print(len(calls))
+with torch.inference_mode():
+    x, w = torch.ones(2, 3), torch.ones(4, 3)
+    linear(x, w)
+    after_first = len(calls)
+    linear(x, w)
+print(after_first, len(calls) - after_first)
+"""
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a PyTorch without oneDNN")
+def test_importing_the_model_runs_no_probe():
+    """The oneDNN probe runs kernels: it waits for the first linear layer, then runs once."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE_COUNT], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    at_import, after_first, after_second = (int(n) for n in out)
+    assert at_import == 0
+    # The probe's own call, plus the layer's call if the fused op is usable here.
+    assert after_first >= 1
+    assert after_second == (1 if after_first == 2 else 0)
