@@ -16,10 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from sam.dataset import export as dataset
+from sam.dataset.annotations import (
+    UNLABELLED_ID,
+    ImageAnnotations,
+    ObjectAnnotation,
+    prompts_record,
+)
 from sam.dataset.export import safe_name
 from sam.dataset.store import AnnotationStore
 
-from .state import UNLABELLED_ID, AnnotatedObject, Doc, Mask
+from .state import AnnotatedObject, Doc, Mask
 
 
 def binary_mask_png(mask: np.ndarray | Mask) -> bytes:
@@ -27,13 +33,13 @@ def binary_mask_png(mask: np.ndarray | Mask) -> bytes:
     return dataset.binary_mask_png(mask.to_array() if isinstance(mask, Mask) else mask)
 
 
-def export_image(doc: Doc) -> dataset.ExportImage:
+def export_image(doc: Doc) -> ImageAnnotations:
     """The open image, its labels and objects as the exporter takes them (objects refer to
     their label by name; the export uses the label's stable id)."""
     if doc.image is None:
         raise ValueError("no image")
     height, width = doc.image.size
-    return dataset.ExportImage(
+    return ImageAnnotations(
         name=doc.image.name,
         height=height,
         width=width,
@@ -42,15 +48,15 @@ def export_image(doc: Doc) -> dataset.ExportImage:
     )
 
 
-def _export_object(doc: Doc, obj: AnnotatedObject) -> dataset.ExportObject:
+def _export_object(doc: Doc, obj: AnnotatedObject) -> ObjectAnnotation:
     label = doc.label(obj.label)
-    return dataset.ExportObject(
+    return ObjectAnnotation(
         mask=obj.mask,
         label_id=None if label is None or label.id == UNLABELLED_ID else label.id,
         score=obj.score,
         hidden=obj.hidden,
         color=obj.color,
-        prompts=dataset.prompts_record(obj.prompt.points, obj.prompt.box),
+        prompts=prompts_record(obj.prompt.points, obj.prompt.box),
         source_id=obj.id,
     )
 

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from sam.dataset.annotations import UNLABELLED_ID, Label
 from sam.dataset.colors import UNLABELLED_COLOR
 from sam.dataset.export import UNLABELLED
-from sam.dataset.store import STATUSES, AnnotationStore, ImageRecord, Label, ObjectRecord
+from sam.dataset.store import STATUSES, AnnotationStore, ImageRecord, ObjectRecord
 from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import ConflictError, StoreError
 from sam.image_io import load_image
@@ -31,7 +32,6 @@ from sam.prefetch import Prefetcher, PrefetchStatus
 
 from . import actions
 from .state import (
-    UNLABELLED_ID,
     AnnotatedObject,
     Doc,
     Mask,

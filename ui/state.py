@@ -15,15 +15,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from sam.dataset.annotations import Label
 from sam.dataset.colors import LABEL_PALETTE
-from sam.dataset.store import Label
 from sam.errors import StoreError
 
 from .redact import without_paths
 
 DEFAULT_LABELS: tuple[str, ...] = ("object", "background")
-# Label id 0 stands for "no label": background (0) in every semantic map, NULL in the store.
-UNLABELLED_ID = 0
 HISTORY_LIMIT = 100
 
 

@@ -42,15 +42,23 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ExportError, ImageLoadError, SamError
-from ..masks import mask_to_polygons, mask_to_rle, rle_to_mask
+from ..masks import mask_to_polygons, mask_to_rle
+from .annotations import (
+    UNLABELLED_ID,
+    ImageAnnotations,
+    Label,
+    ObjectAnnotation,
+    RleMask,
+    prompts_record,
+)
 from .colors import UNLABELLED_COLOR
-from .store import AnnotationStore, ImageRecord, Label, ObjectRecord
+from .store import AnnotationStore, ImageRecord, ObjectRecord
 
 logger = logging.getLogger(__name__)
 
@@ -64,53 +72,6 @@ SUMMARY_NAMES = 5
 
 #: Where exported files go: ``put(relative posix path, content)``, e.g. ``ZipFile.writestr``.
 Sink = Callable[[str, bytes], None]
-
-
-class MaskSource(Protocol):
-    """Anything that unpacks to a full-size ``(H, W) bool`` mask (``ui.state.Mask``,
-    :class:`RleMask`)."""
-
-    def to_array(self) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class RleMask:
-    """A stored mask, unpacked only when written (a project's masks never all sit in memory)."""
-
-    rle: dict[str, Any]  # COCO RLE, as stored
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        height, width = self.rle["size"]
-        return int(height), int(width)
-
-    def to_array(self) -> np.ndarray:
-        return rle_to_mask(self.rle)
-
-
-@dataclass(frozen=True)
-class ExportObject:
-    """One object as every format sees it."""
-
-    mask: MaskSource
-    label_id: int | None  # a label's stable id; None (or an id no label has): no label
-    score: float | None = None
-    hidden: bool = False
-    color: str | None = None  # None: the label's colour
-    prompts: dict[str, Any] | None = None  # as :func:`prompts_record` makes it
-    source_id: int = 0  # the store's (or session's) object id: COCO annotation ids
-
-
-@dataclass(frozen=True)
-class ExportImage:
-    """One image with its labels and objects; ``name`` is its path in the project."""
-
-    name: str
-    height: int
-    width: int
-    labels: tuple[Label, ...]
-    objects: tuple[ExportObject, ...]
-    source_id: int = 1  # the store's image id: COCO image ids
 
 
 @dataclass(frozen=True)
@@ -168,16 +129,6 @@ def bbox_xywh(mask: np.ndarray) -> list[int]:
     return [x, y, int(cols[-1]) + 1 - x, int(rows[-1]) + 1 - y]
 
 
-def prompts_record(
-    points: Iterable[Sequence[int]], box: Sequence[int] | None
-) -> dict[str, Any] | None:
-    """``{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | None}``, None when empty."""
-    listed = [[int(v) for v in point] for point in points]
-    if not listed and not box:
-        return None
-    return {"points": listed, "box": [int(v) for v in box] if box else None}
-
-
 def safe_name(text: str, default: str) -> str:
     """``text`` as one harmless file-name component: no separators, no leading dots."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or default
@@ -216,14 +167,15 @@ def _map_dtype(max_value: int) -> type[np.unsignedinteger]:
 
 
 def _label_table(labels: Iterable[Label]) -> dict[int, Label]:
-    """Real labels by id, in id order; id 0 stands for "no label" and is left out."""
-    return {lab.id: lab for lab in sorted(labels, key=lambda lab: lab.id) if lab.id > 0}
+    """Real labels by id, in id order; ``UNLABELLED_ID`` (no label) is left out."""
+    ordered = sorted(labels, key=lambda lab: lab.id)
+    return {lab.id: lab for lab in ordered if lab.id > UNLABELLED_ID}
 
 
 # -- one image ------------------------------------------------------------------------------------
 
 
-def write_bundle(image: ExportImage, put: Sink) -> None:
+def write_bundle(image: ImageAnnotations, put: Sink) -> None:
     """Write one image's ``instance_map.png``, ``semantic_map.png``, ``masks/NNNN_<label>.png``
     and ``labels.json`` (see the module docstring), each mask unpacked once."""
     shape = (image.height, image.width)
@@ -258,7 +210,7 @@ def write_bundle(image: ExportImage, put: Sink) -> None:
 
 
 def _object_entry(
-    number: int, obj: ExportObject, label: Label | None, mask: np.ndarray
+    number: int, obj: ObjectAnnotation, label: Label | None, mask: np.ndarray
 ) -> dict[str, Any]:
     return {
         "id": number,
@@ -282,7 +234,7 @@ class ProjectData:
     """A project's labels, its readable images and the images that were skipped."""
 
     labels: tuple[Label, ...]
-    images: list[ExportImage]
+    images: list[ImageAnnotations]
     skipped: list[Skipped]
 
 
@@ -312,7 +264,7 @@ def read_project(store: AnnotationStore, annotated_only: bool = False) -> Projec
 
 def _project_image(
     folder: Path | None, record: ImageRecord, objects: list[ObjectRecord], labels: tuple[Label, ...]
-) -> ExportImage:
+) -> ImageAnnotations:
     rel = PurePosixPath(record.path)
     if rel.is_absolute() or ".." in rel.parts or "\\" in record.path:
         raise ImageLoadError("its path leaves the project folder")
@@ -335,13 +287,13 @@ def _project_image(
             f"its masks were drawn on a {w}×{h} image but the file is {width}×{height} now "
             "(replaced?); restore the file or annotate it again"
         )
-    return ExportImage(
+    return ImageAnnotations(
         name=record.path,
         height=height,
         width=width,
         labels=labels,
         objects=tuple(
-            ExportObject(
+            ObjectAnnotation(
                 mask=mask,
                 label_id=obj.label_id,
                 score=obj.score,

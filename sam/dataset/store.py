@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import ColorError, ConflictError, StoreError
 from ..image_io import list_images
 from ..masks import mask_to_rle, rle_bbox_area, rle_to_mask
+from .annotations import Label
 from .colors import LABEL_PALETTE, check_color, parse_color
 
 SCHEMA_VERSION = 2
@@ -87,13 +88,6 @@ class ImageRecord:
     height: int | None
     status: str
     num_objects: int = 0
-
-
-@dataclass(frozen=True)
-class Label:
-    id: int
-    name: str
-    color: str
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam.dataset.store import Label
+from sam.dataset.annotations import Label
 from ui import export
 from ui.handlers import Handlers
 from ui.project import Project

@@ -16,17 +16,20 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam.dataset.export import (
-    ExportImage,
-    ExportObject,
+from sam.dataset.annotations import (
+    ImageAnnotations,
+    Label,
+    ObjectAnnotation,
     RleMask,
+    prompts_record,
+)
+from sam.dataset.export import (
     bbox_xywh,
     export_dataset,
     main,
-    prompts_record,
     write_bundle,
 )
-from sam.dataset.store import AnnotationStore, Label
+from sam.dataset.store import AnnotationStore
 from sam.errors import ExportError
 from sam.masks import mask_to_rle
 
@@ -205,17 +208,19 @@ def test_bundle_maps_are_16_bit_beyond_255():
     for i in range(300):
         m = np.zeros((h, w), bool)
         m.flat[i] = True
-        objects.append(ExportObject(RleMask(mask_to_rle(m)), label_id=300 if i == 0 else 3))
+        objects.append(ObjectAnnotation(RleMask(mask_to_rle(m)), label_id=300 if i == 0 else 3))
     labels = (Label(3, "a", "#ff0000"), Label(300, "b", "#00ff00"))
     files: dict[str, bytes] = {}
-    write_bundle(ExportImage("x.png", h, w, labels, tuple(objects)), files.__setitem__)
+    write_bundle(ImageAnnotations("x.png", h, w, labels, tuple(objects)), files.__setitem__)
     inst = np.asarray(Image.open(io.BytesIO(files["instance_map.png"])))
     sem = np.asarray(Image.open(io.BytesIO(files["semantic_map.png"])))
     assert inst.flat[299] == 300 and inst.max() == 300
     assert sem.flat[0] == 300 and sem.flat[1] == 3
     assert len([n for n in files if n.startswith("masks/")]) == 300
     files.clear()
-    write_bundle(ExportImage("x.png", h, w, labels[:1], tuple(objects[1:256])), files.__setitem__)
+    write_bundle(
+        ImageAnnotations("x.png", h, w, labels[:1], tuple(objects[1:256])), files.__setitem__
+    )
     assert Image.open(io.BytesIO(files["instance_map.png"])).mode == "L"
 
 
