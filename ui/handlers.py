@@ -24,13 +24,13 @@ from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 
 from . import actions, api, export, outputs, proposals, render
+from .events import Payload, Updates, event, unexpected_failure
 from .html import text
 from .models import MODEL_CHOICES, ModelManager, ModelUnavailable
 from .project import FILTERS, Project
 from .proposal_handlers import ProposalHandlers
 from .proposals import TextDetectors
 from .redact import without_paths
-from .safe import Updates, _safe, unexpected_failure
 from .state import Session
 
 logger = logging.getLogger(__name__)
@@ -146,20 +146,20 @@ class Handlers(ProposalHandlers):
 
     # -- page load / model -----------------------------------------------------------------------
 
-    @_safe
+    @event
     def on_load(self, session: Session) -> Updates:
         if not self.manager.is_loading(session.model_source):
             self.manager.load(session.model_source)
         return {
             **self.everything(session),
             **self.project_view(session),
-            **self.on_tick(session),
+            **self.tick_view(session),
             **self.find_note(),
         }
 
-    def on_resume(self, session: Session | None) -> Iterator[Updates]:
+    @event
+    def on_resume(self, session: Session) -> Iterator[Updates]:
         """After the page loads, a project tab opens the first image not done yet."""
-        session = session if isinstance(session, Session) else Session()
         if self.project is None or session.link is not None:
             return
         start = self.project.first_image()
@@ -169,9 +169,13 @@ class Handlers(ProposalHandlers):
             return
         yield from self.open_project_image(session, start)
 
-    def on_tick(self, session: Session | None) -> Updates:
+    @event(persist=False)
+    def on_tick(self, session: Session) -> Updates:
         """Poll the model loading and the background encoding; stop polling when both rest."""
-        session = session if isinstance(session, Session) else Session()
+        return self.tick_view(session)
+
+    def tick_view(self, session: Session) -> Updates:
+        """The model's status and the background encoding's progress."""
         loading = self.manager.is_loading(session.model_source)
         prefetch = self.project.prefetch_status() if self.project else None
         return {
@@ -180,20 +184,17 @@ class Handlers(ProposalHandlers):
             "timer": gr.Timer(active=loading or (prefetch is not None and not prefetch.idle)),
         }
 
-    def on_model_change(self, session: Session | None, choice: str | None) -> Iterator[Updates]:
-        session = session if isinstance(session, Session) else Session()
+    @event
+    def on_model_change(self, session: Session, choice: str | None) -> Iterator[Updates]:
         typed = (choice or "").strip()
         typed = dict((label, value) for label, value in MODEL_CHOICES).get(typed, typed)
         if not typed:
             session.notify("Pick a model or type a hub repo id / local path.", error=True)
             yield self.view(session)
             return
-        try:  # typed paths load only from allowed places (ui/models.py)
-            source = self.manager.page_source(typed)
-        except SamError as exc:  # one message, whatever was typed (no echo of server paths)
-            session.notify(str(exc), error=True)
-            yield self.view(session)
-            return
+        # Typed paths load only from allowed places (ui/models.py); a refusal is one message,
+        # whatever was typed (no echo of server paths).
+        source = self.manager.page_source(typed)
         name = self.manager.name(source)
         session.notify(f"Loading {name}… (the first use downloads it)")
         yield self.view(session, busy=f"Loading model {name}…")
@@ -208,9 +209,32 @@ class Handlers(ProposalHandlers):
 
     # -- image -----------------------------------------------------------------------------------
 
-    def on_upload(self, session: Session | None, path: str | None) -> Iterator[Updates]:
+    @event
+    def on_upload(self, session: Session, path: str | None) -> Iterator[Updates]:
         """Open an image file, show it at once, then encode it (seconds on a CPU)."""
-        session = session if isinstance(session, Session) else Session()
+        yield from self._open_file(session, path)
+
+    @event
+    def on_dropped(self, session: Session, payload: Payload) -> Iterator[Updates]:
+        """A file dropped on the stage, already uploaded by Gradio's ``upload()``."""
+        path = str(payload.get("path") or "")
+        # The path comes from the browser: only accept files inside Gradio's upload folder.
+        upload_root = Path(gr_utils.get_upload_folder()).resolve()
+        if not path or not Path(path).resolve().is_relative_to(upload_root):
+            session.notify("That drop did not arrive as an uploaded file; use Upload.", error=True)
+            yield self.view(session)
+            return
+        yield from self._open_file(session, path)
+
+    @event
+    def on_example(self, session: Session, evt: gr.SelectData) -> Iterator[Updates]:
+        index = evt.index if isinstance(evt.index, int) else 0
+        if not 0 <= index < len(self.examples):
+            yield self.view(session)
+            return
+        yield from self._open_file(session, str(self.examples[index]))
+
+    def _open_file(self, session: Session, path: str | None) -> Iterator[Updates]:
         if not path:
             yield self.view(session)
             return
@@ -236,25 +260,6 @@ class Handlers(ProposalHandlers):
             return
         actions.open_image(session, image, name, self.media_dir)
         yield from self._encode(session)
-
-    def on_dropped(self, session: Session | None, evt: gr.EventData) -> Iterator[Updates]:
-        """A file dropped on the stage, already uploaded by Gradio's ``upload()``."""
-        path = str((getattr(evt, "_data", None) or {}).get("path") or "")
-        # The path comes from the browser: only accept files inside Gradio's upload folder.
-        upload_root = Path(gr_utils.get_upload_folder()).resolve()
-        if not path or not Path(path).resolve().is_relative_to(upload_root):
-            session = session if isinstance(session, Session) else Session()
-            session.notify("That drop did not arrive as an uploaded file; use Upload.", error=True)
-            yield self.view(session)
-            return
-        yield from self.on_upload(session, path)
-
-    def on_example(self, session: Session | None, evt: gr.SelectData) -> Iterator[Updates]:
-        index = evt.index if isinstance(evt.index, int) else 0
-        if not 0 <= index < len(self.examples):
-            yield self.view(session if isinstance(session, Session) else Session())
-            return
-        yield from self.on_upload(session, str(self.examples[index]))
 
     def _encode(self, session: Session) -> Iterator[Updates]:
         yield {**self.view(session, busy="Encoding image…"), **self.object_fields(session)}
@@ -293,12 +298,16 @@ class Handlers(ProposalHandlers):
 
     # -- prompts -------------------------------------------------------------------------------
 
-    @_safe
-    def on_prompt(self, session: Session, mode: str | None, evt: gr.EventData) -> Updates:
-        return self.prompt(session, getattr(evt, "_data", None) or {}, mode)
+    @event
+    def on_prompt(self, session: Session, mode: str | None, payload: Payload) -> Updates:
+        return self._prompt(session, payload, mode)
 
-    @_safe
-    def prompt(self, session: Session, data: dict[str, Any], mode: str | None = None) -> Updates:
+    @event
+    def prompt(self, session: Session, data: Payload, mode: str | None = None) -> Updates:
+        """A click or box (for tests and embedding: ``data`` as :meth:`_prompt` takes it)."""
+        return self._prompt(session, data, mode)
+
+    def _prompt(self, session: Session, data: Payload, mode: str | None = None) -> Updates:
         """A click or box from ``static/stage.js``: ``{kind: point, x, y, negative}`` or
         ``{kind: box, box: [x0, y0, x1, y1]}``, in original image pixels."""
         doc = session.doc
@@ -333,12 +342,12 @@ class Handlers(ProposalHandlers):
             session.notify(f"Unknown prompt {data!r}.", error=True)
         return self.view(session)
 
-    @_safe
-    def on_pick(self, session: Session, evt: gr.EventData) -> Updates:
-        actions.select_candidate(session, int(getattr(evt, "_data", {}).get("index", 0)))
+    @event
+    def on_pick(self, session: Session, payload: Payload) -> Updates:
+        actions.select_candidate(session, int(payload.get("index", 0)))
         return self.view(session)
 
-    @_safe
+    @event
     def on_accept(self, session: Session, proposal_label: str | None = None) -> Updates:
         """Enter / Accept: the current mask, or the accepted proposals while reviewing."""
         if session.doc.proposals is not None:
@@ -347,7 +356,7 @@ class Handlers(ProposalHandlers):
             actions.accept(session)
         return {**self.view(session), **self.object_fields(session)}
 
-    @_safe
+    @event
     def on_clear(self, session: Session) -> Updates:
         """Esc / Clear: the prompt, or the proposals on show (Undo brings them back)."""
         if session.doc.proposals is not None:
@@ -356,22 +365,22 @@ class Handlers(ProposalHandlers):
             actions.clear_prompt(session)
         return self.view(session)
 
-    @_safe
+    @event
     def on_undo(self, session: Session) -> Updates:
         actions.undo(session)
         return self.everything(session)
 
-    @_safe
+    @event
     def on_redo(self, session: Session) -> Updates:
         actions.redo(session)
         return self.everything(session)
 
-    @_safe
+    @event
     def on_mode(self, session: Session, mode: str | None) -> Updates:
         session.view.negative_mode = (mode or "").lower().startswith("neg")
         return {"state": session, "stage": render.stage_html(session)}
 
-    @_safe
+    @event
     def on_view(self, session: Session, opacity: float, only_current: bool) -> Updates:
         session.view.opacity = float(opacity)
         session.view.only_current = bool(only_current)
@@ -379,25 +388,25 @@ class Handlers(ProposalHandlers):
 
     # -- labels ----------------------------------------------------------------------------------
 
-    @_safe
-    def on_choose_label(self, session: Session, evt: gr.EventData) -> Updates:
-        index = int(getattr(evt, "_data", {}).get("index", 0))
+    @event
+    def on_choose_label(self, session: Session, payload: Payload) -> Updates:
+        index = int(payload.get("index", 0))
         labels = session.doc.labels
         if 0 <= index < len(labels):
             actions.choose_label(session, labels[index].name)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
-    @_safe
+    @event
     def on_add_label(self, session: Session, name: str, color: str) -> Updates:
         actions.add_label(session, name or "", color)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
-    @_safe
+    @event
     def on_save_label(self, session: Session, name: str, color: str) -> Updates:
         actions.update_label(session, session.active_label, name or "", color)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
-    @_safe
+    @event
     def on_remove_label(self, session: Session) -> Updates:
         if self.project is not None and session.link is not None:
             self.project.check_label_removable(session.active_label)
@@ -406,13 +415,18 @@ class Handlers(ProposalHandlers):
 
     # -- objects -------------------------------------------------------------------------------
 
-    @_safe
-    def on_object(self, session: Session, evt: gr.EventData) -> Updates:
-        data = getattr(evt, "_data", None) or {}
-        return self.object_action(session, int(data.get("id", -1)), str(data.get("action", "")))
+    @event
+    def on_object(self, session: Session, payload: Payload) -> Updates:
+        """A row's click or button in the object list: ``{id, action}``."""
+        obj_id, action = int(payload.get("id", -1)), str(payload.get("action", ""))
+        return self._object_action(session, obj_id, action)
 
-    @_safe
+    @event
     def object_action(self, session: Session, obj_id: int, action: str) -> Updates:
+        """``action`` (select, hide, edit, delete) on object ``obj_id``."""
+        return self._object_action(session, obj_id, action)
+
+    def _object_action(self, session: Session, obj_id: int, action: str) -> Updates:
         if action == "select":
             same = session.selected_object == obj_id
             actions.select_object(session, None if same else obj_id)
@@ -424,13 +438,13 @@ class Handlers(ProposalHandlers):
             actions.delete_object(session, obj_id)
         return {**self.view(session), **self.object_fields(session)}
 
-    @_safe
+    @event
     def on_object_label(self, session: Session, name: str | None) -> Updates:
         if session.selected_object is not None and name:
             actions.relabel_object(session, session.selected_object, name)
         return {**self.view(session), **self.object_fields(session)}
 
-    @_safe
+    @event
     def on_object_color(self, session: Session, color: str | None) -> Updates:
         if session.selected_object is not None and color:
             actions.recolor_object(session, session.selected_object, color)
@@ -451,16 +465,14 @@ class Handlers(ProposalHandlers):
             return
         for updates in self._encode(session):
             yield {**updates, **self.label_fields(session), **self.project_view(session)}
-        yield self.on_tick(session)
+        yield self.tick_view(session)
 
-    def on_gallery(self, session: Session | None, evt: gr.EventData) -> Iterator[Updates]:
-        session = session if isinstance(session, Session) else Session()
-        image_id = int((getattr(evt, "_data", None) or {}).get("id", -1))
-        yield from self.open_project_image(session, image_id)
+    @event
+    def on_gallery(self, session: Session, payload: Payload) -> Iterator[Updates]:
+        yield from self.open_project_image(session, int(payload.get("id", -1)))
 
-    def on_step(self, session: Session | None, forward: bool) -> Iterator[Updates]:
+    def _step(self, session: Session, forward: bool) -> Iterator[Updates]:
         """Next (or previous) image in the gallery's order, within the status filter."""
-        session = session if isinstance(session, Session) else Session()
         if self.project is None:
             yield self.view(session)
             return
@@ -473,18 +485,20 @@ class Handlers(ProposalHandlers):
             return
         yield from self.open_project_image(session, target)
 
-    def on_next(self, session: Session | None) -> Iterator[Updates]:
-        yield from self.on_step(session, forward=True)
+    @event
+    def on_next(self, session: Session) -> Iterator[Updates]:
+        yield from self._step(session, forward=True)
 
-    def on_prev(self, session: Session | None) -> Iterator[Updates]:
-        yield from self.on_step(session, forward=False)
+    @event
+    def on_prev(self, session: Session) -> Iterator[Updates]:
+        yield from self._step(session, forward=False)
 
-    @_safe
+    @event
     def on_filter(self, session: Session, choice: str | None) -> Updates:
         session.gallery_filter = choice if choice in FILTERS else "all"
         return self.project_view(session)
 
-    @_safe
+    @event
     def on_done(self, session: Session) -> Updates:
         """Mark the current image done, or reopen it when it already is."""
         assert self.project is not None
@@ -493,7 +507,7 @@ class Handlers(ProposalHandlers):
         session.notify("Reopened the image." if done else "Marked done. Next image: . or PageDown.")
         return {**self.view(session), **self.project_view(session)}
 
-    @_safe
+    @event
     def on_import(self, session: Session, path: str | None) -> Updates:
         """Masks from a PNG (binary or instance map) or a COCO JSON become objects.
 
@@ -540,7 +554,7 @@ class Handlers(ProposalHandlers):
             return self.project.match_path(file_name) == current
         return Path(file_name).name == Path(current).name
 
-    @_safe
+    @event
     def on_export_project(self, session: Session, fmt: str | None) -> Updates:
         """The whole project as a COCO, YOLO or PNG dataset in one zip."""
         if self.project is None:
@@ -560,7 +574,7 @@ class Handlers(ProposalHandlers):
         """A fresh folder for one export; older ones are pruned (``ui/outputs.py``)."""
         return outputs.fresh_folder(self.export_dir / "page")
 
-    @_safe
+    @event
     def on_export_zip(self, session: Session) -> Updates:
         doc = session.doc
         if doc.image is None:
@@ -573,7 +587,7 @@ class Handlers(ProposalHandlers):
         session.notify(f"Exported {len(doc.objects)} object(s) to {path.name}.")
         return {**self.view(session), "export_files": gr.update(value=[str(path)], visible=True)}
 
-    @_safe
+    @event
     def on_export_mask(self, session: Session) -> Updates:
         doc = session.doc
         if export.current_mask(doc, session.selected_object) is None:

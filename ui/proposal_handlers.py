@@ -22,7 +22,7 @@ from sam.text_prompt import TextPromptConfig, normalise_prompt
 
 from . import html as markup
 from . import proposals, render
-from .safe import Updates, _safe
+from .events import Payload, Updates, event
 from .state import Proposals, Session
 
 if TYPE_CHECKING:
@@ -105,9 +105,10 @@ class ProposalHandlers:
 
     # -- running the engine ----------------------------------------------------------------------
 
+    @event
     def on_everything(
         self,
-        session: Session | None,
+        session: Session,
         points_per_side: float,
         pred_iou: float,
         stability: float,
@@ -116,7 +117,6 @@ class ProposalHandlers:
         offset: float = 1.0,
     ) -> Iterator[Updates]:
         """Segment everything on the open image, reusing its cached embedding."""
-        session = session if isinstance(session, Session) else Session()
         try:
             config = AutoMaskConfig(
                 points_per_side=int(points_per_side),
@@ -139,24 +139,19 @@ class ProposalHandlers:
 
         yield from self._run(session, "Segmenting everything…", work)
 
+    @event
     def on_find(
         self,
-        session: Session | None,
+        session: Session,
         text: str | None,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
     ) -> Iterator[Updates]:
         """Find the phrases of ``text`` (Grounding DINO), segment each box (SAM)."""
-        session = session if isinstance(session, Session) else Session()
-        try:
-            query = normalise_prompt(text or "")
-            config = TextPromptConfig(
-                box_threshold=float(box_threshold), text_threshold=float(text_threshold)
-            )
-        except TextPromptError as exc:
-            session.notify(str(exc), error=True)
-            yield self.view(session)
-            return
+        query = normalise_prompt(text or "")
+        config = TextPromptConfig(
+            box_threshold=float(box_threshold), text_threshold=float(text_threshold)
+        )
         detectors = self.text_detectors
 
         def work(progress: _Progress, image: Any, predictor: Any) -> Proposals:
@@ -180,12 +175,7 @@ class ProposalHandlers:
             session.notify("Open an image first.", error=True)
             yield self.view(session)
             return
-        try:
-            predictor = self.manager.predictor(session.model_source)
-        except SamError as exc:
-            session.notify(str(exc), error=True)
-            yield self.view(session)
-            return
+        predictor = self.manager.predictor(session.model_source)
         if id(session) in self.proposal_jobs:
             session.notify("Still working on the previous request; wait for it to finish.", True)
             yield {"message": render.message_html(session)}
@@ -228,28 +218,28 @@ class ProposalHandlers:
 
     # -- reviewing -------------------------------------------------------------------------------
 
-    @_safe
-    def on_proposal(self, session: Session, evt: gr.EventData) -> Updates:
+    @event
+    def on_proposal(self, session: Session, payload: Payload) -> Updates:
         """A click on a proposal chip in the panel."""
-        proposals.toggle(session, int((getattr(evt, "_data", None) or {}).get("index", -1)))
+        proposals.toggle(session, int(payload.get("index", -1)))
         return self.view(session)
 
-    @_safe
+    @event
     def on_accept_above(self, session: Session, threshold: float) -> Updates:
         proposals.accept_above(session, float(threshold))
         return self.view(session)
 
-    @_safe
+    @event
     def on_reject_all(self, session: Session) -> Updates:
         proposals.reject_all(session)
         return self.view(session)
 
-    @_safe
+    @event
     def on_add_accepted(self, session: Session, choice: str | None) -> Updates:
         proposals.add_accepted(session, choice)
         return self.view(session)
 
-    @_safe
+    @event
     def on_discard(self, session: Session) -> Updates:
         proposals.discard(session)
         return self.view(session)

@@ -1,0 +1,66 @@
+"""The one event wrapper of the page's handlers (``ui/events.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gradio.helpers import special_args
+from project_app import add_object, make_handlers, start
+
+from ui.handlers import Handlers
+from ui.state import Session
+
+# Handlers of custom events from the page's JS: Gradio must pass them the event.
+PAYLOAD_HANDLERS = {
+    "on_prompt", "on_pick", "on_choose_label", "on_object", "on_proposal", "on_dropped",
+    "on_gallery",
+}  # fmt: skip
+
+
+@pytest.fixture
+def app(folder: Path, tiny_checkpoint: Path, tmp_path: Path):
+    """The app over ``folder`` as a project."""
+    h = make_handlers(folder, tiny_checkpoint, tmp_path)
+    yield h
+    h.project.close()
+
+
+def test_gradio_passes_the_event_to_every_payload_handler(app, tmp_path: Path):
+    from ui.layout import build_demo
+
+    demo = build_demo(app.manager, media_dir=tmp_path / "media", examples=[], project=app.project)
+    wired = {fn.name: fn.fn for fn in demo.fns.values() if fn.name in PAYLOAD_HANDLERS}
+    assert set(wired) == PAYLOAD_HANDLERS
+    for name, fn in wired.items():
+        event_index = special_args(fn)[2]
+        assert event_index is not None, name
+
+
+def test_an_object_click_writes_the_store_once(app: Handlers, monkeypatch: pytest.MonkeyPatch):
+    s, _ = start(app)
+    add_object(app, s, 300, 200)
+    syncs: list[int] = []
+    sync = app.project.sync
+    monkeypatch.setattr(app.project, "sync", lambda session: syncs.append(1) or sync(session))
+    app.on_object(s, _Evt({"id": 1, "action": "hide"}))
+    assert s.doc.objects[0].hidden
+    assert len(syncs) == 1
+
+
+def test_a_failure_in_a_long_task_becomes_a_message(handlers: Handlers, opened: Session):
+    """A generator handler's unexpected error shows in the page instead of reaching Gradio."""
+    updates = list(handlers.on_find(opened, "dog", None))  # type: ignore[arg-type]
+    assert opened.message_is_error and "Something went wrong" in opened.message
+    assert "Something went wrong" in updates[-1]["message"]
+
+
+def test_an_event_without_data_is_an_empty_payload(handlers: Handlers):
+    session = Session()
+    handlers.on_object(session, _Evt(None))
+    assert not session.message_is_error, session.message
+
+
+class _Evt:
+    def __init__(self, data: dict | None) -> None:
+        self._data = data
