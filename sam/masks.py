@@ -35,6 +35,17 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(_coded(rle)).astype(bool)
 
 
+def bbox_xywh(mask: np.ndarray) -> list[int]:
+    """COCO box ``[x, y, w, h]`` in pixels of an ``(H, W) bool`` mask; ``[0, 0, 0, 0]`` when
+    the mask is empty. Every export format's box comes from here."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return [0, 0, 0, 0]
+    cols = np.flatnonzero(mask.any(axis=0))
+    x, y = int(cols[0]), int(rows[0])
+    return [x, y, int(cols[-1]) + 1 - x, int(rows[-1]) + 1 - y]
+
+
 def rle_bbox_area(rle: dict[str, Any]) -> tuple[list[float], int]:
     """COCO ``[x, y, w, h]`` box and pixel area of an RLE mask."""
     coded = _coded(rle)

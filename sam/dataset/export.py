@@ -20,8 +20,8 @@ PNG dataset):
 - ``labels.json``: ``{"image": {"name", "width", "height"}, "background": 0, "labels": [{"id",
   "name", "color"}], "objects": [{"id", "label_id", "label", "color", "area", "bbox", "score",
   "mask", "hidden", "prompts"}]}``; ``id`` is the object's value in the instance map, ``bbox``
-  is COCO ``[x, y, w, h]`` in pixels (:func:`bbox_xywh`, used by every format), ``prompts`` is
-  ``{"points": [[x, y, 1 | 0]], "box": [x0, y0, x1, y1] | null}`` or null.
+  is COCO ``[x, y, w, h]`` in pixels (:func:`sam.masks.bbox_xywh`, used by every format),
+  ``prompts`` is ``{"points": [[x, y, 1 | 0]], "box": [x0, y0, x1, y1] | null}`` or null.
 
 A project image whose file cannot be read (missing, empty, truncated, not an image, or a size
 other than the one its masks were drawn on) is skipped: the other images are exported, and every
@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ExportError, ImageLoadError, SamError
-from ..masks import mask_to_polygons, mask_to_rle
+from ..masks import bbox_xywh, mask_to_polygons, mask_to_rle
 from .annotations import (
     UNLABELLED_ID,
     ImageAnnotations,
@@ -116,17 +116,6 @@ def name_skipped(items: Sequence[Skipped]) -> str:
 
 
 # -- shared helpers ---------------------------------------------------------------------------
-
-
-def bbox_xywh(mask: np.ndarray) -> list[int]:
-    """COCO box ``[x, y, w, h]`` in pixels of an ``(H, W) bool`` mask; ``[0, 0, 0, 0]`` when
-    the mask is empty. Every format's box comes from here."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return [0, 0, 0, 0]
-    cols = np.flatnonzero(mask.any(axis=0))
-    x, y = int(cols[0]), int(rows[0])
-    return [x, y, int(cols[-1]) + 1 - x, int(rows[-1]) + 1 - y]
 
 
 def safe_name(text: str, default: str) -> str:

@@ -24,14 +24,13 @@ from sam.dataset.annotations import (
     prompts_record,
 )
 from sam.dataset.export import (
-    bbox_xywh,
     export_dataset,
     main,
     write_bundle,
 )
 from sam.dataset.store import AnnotationStore
 from sam.errors import ExportError
-from sam.masks import mask_to_rle
+from sam.masks import bbox_xywh, mask_to_rle
 
 SHAPE = (120, 160)
 
