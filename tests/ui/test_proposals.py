@@ -19,9 +19,9 @@ from sam.automatic import AutoMaskConfig, AutomaticMaskGenerator
 from sam.text_prompt import GroundingDetector, TextPromptConfig, segment_by_text
 from ui import proposals
 from ui.handlers import Handlers
+from ui.handlers.proposals import _Progress
 from ui.models import ModelManager
 from ui.project import Project
-from ui.proposal_handlers import _Progress
 from ui.proposals import TextDetectors
 from ui.state import Mask, Proposal, Proposals, Session
 
@@ -112,7 +112,7 @@ def test_segment_everything_equals_the_generator_without_reencoding(
 
 
 def test_progress_is_shown_while_it_runs(handlers: Handlers, session: Session, monkeypatch):
-    monkeypatch.setattr("ui.proposal_handlers.POLL_SECONDS", 0.01)
+    monkeypatch.setattr("ui.handlers.proposals.POLL_SECONDS", 0.01)
     updates = everything(handlers, session)
     busy = [u["stage"] for u in updates if "sam-busy" in u.get("stage", "")]
     assert len(busy) >= 2, "the veil is re-rendered while the generator runs"

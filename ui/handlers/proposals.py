@@ -1,6 +1,6 @@
 """Handlers of Segment everything, Find objects and the proposal review panel.
 
-A mixin of :class:`ui.handlers.Handlers`. The engine runs in a worker thread while the handler
+One area of :class:`ui.handlers.Handlers`. The engine runs in a worker thread while the handler
 (a generator) shows its progress on the stage's busy veil; the result is put on show only if the
 same image is still open.
 """
@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 
@@ -20,13 +20,10 @@ from sam.automatic import AutoMaskConfig
 from sam.errors import SamError, TextPromptError
 from sam.text_prompt import TextPromptConfig, normalise_prompt
 
-from . import html as markup
-from . import proposals, render
-from .events import Payload, Updates, event
-from .state import Proposals, Session
-
-if TYPE_CHECKING:
-    from .models import ModelManager
+from .. import proposals, render
+from ..events import Payload, Updates, event
+from ..state import Proposals, Session
+from .base import HandlerBase
 
 logger = logging.getLogger(__name__)
 
@@ -57,25 +54,8 @@ def _unavailable(error: TextPromptError, source: str) -> str:
     return f"Find objects is unavailable: the text detector {source} could not be loaded."
 
 
-class ProposalHandlers:
-    manager: ModelManager
-    text_detectors: proposals.TextDetectors
-    proposal_jobs: set[int]
-
-    if TYPE_CHECKING:
-
-        def view(self, session: Session, busy: str | None = None, job: str = "") -> Updates: ...
-
-        def persist(self, session: Session) -> Updates: ...
-
-    # -- rendering -----------------------------------------------------------------------------
-
-    def proposal_view(self, session: Session) -> Updates:
-        """The review panel: shown only while there are proposals."""
-        return {
-            "proposals": render.proposals_html(session),
-            "proposal_panel": gr.update(visible=session.doc.proposals is not None),
-        }
+class ProposalHandlers(HandlerBase):
+    """Segment everything, Find objects and the review of their proposals."""
 
     def proposal_fields(self, session: Session) -> Updates:
         """Label choices and the accept threshold for a new set of proposals."""
@@ -93,15 +73,6 @@ class ProposalHandlers:
             "prop_label": gr.update(choices=choices, value=value),
             "prop_threshold": gr.update(value=DEFAULT_ACCEPT[props.source]),
         }
-
-    def find_note(self, message: str = "") -> Updates:
-        """A lasting note under Find (the message line is replaced by the next action)."""
-        if not message and proposals.text_extra_installed():
-            return {"find_note": ""}
-        message = message or (
-            "Find objects needs the optional extra: pip install '.[text]' (adds transformers)."
-        )
-        return {"find_note": f'<div class="sam-find-note">{markup.text(message)}</div>'}
 
     # -- running the engine ----------------------------------------------------------------------
 
