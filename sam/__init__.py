@@ -7,6 +7,7 @@
 """
 
 from .checkpoint import KNOWN_MODELS, load_model
+from .engine import SamEngine
 from .errors import (
     CheckpointError,
     DeviceError,
@@ -25,6 +26,7 @@ __all__ = [
     "ImageLoadError",
     "PromptError",
     "Sam",
+    "SamEngine",
     "SamError",
     "SamPredictor",
     "TextPromptError",

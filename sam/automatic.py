@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 import torch
 
+from .engine import SamEngine
 from .image_io import load_image
 from .masks import mask_to_rle
-from .modeling import Sam
 from .predictor import SamPredictor
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class AutomaticMaskGenerator:
     >>> proposals = AutomaticMaskGenerator(model).generate(image)
     """
 
-    def __init__(self, model: Sam, config: AutoMaskConfig | None = None) -> None:
+    def __init__(self, model: SamEngine, config: AutoMaskConfig | None = None) -> None:
         self.model = model
         self.config = config or AutoMaskConfig()
 

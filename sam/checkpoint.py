@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .device import resolve_device, resolve_dtype
+from .engine import DEFAULT_CACHE_BYTES, SamEngine
 from .errors import CheckpointError
 from .modeling import (
     MaskDecoderConfig,
@@ -445,8 +446,9 @@ def load_model(
     revision: str | None = None,
     cache_bytes: int | None = None,
     hub_only: bool = False,
-) -> Sam:
-    """Load a SAM model ready for :class:`sam.SamPredictor`.
+) -> SamEngine:
+    """Load a SAM model ready for :class:`sam.SamPredictor`: the network
+    (:class:`sam.modeling.Sam`, as ``.model``) in the runtime its predictors share.
 
     Args:
         source: a Hugging Face repo id (``facebook/sam-vit-base``, ``Zigeng/SlimSAM-uniform-77``,
@@ -498,20 +500,19 @@ def load_model(
     model = build_model(config, sd, preprocess, origin=str(files.weights))
     del sd
     model.to(device=target)
-    model.source = os.fspath(source)
-    if cache_bytes is not None:
-        model.set_cache_bytes(cache_bytes)
+    cache = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
+    engine = SamEngine(model, os.fspath(source), cache)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     logger.info(
         "Loaded SAM from %s: %.1fM parameters, ViT hidden %d x %d layers, on %s (%s encoder)",
-        model.source,
+        engine.source,
         params,
         config.vision_config.hidden_size,
         config.vision_config.num_hidden_layers,
         target,
         str(encoder_dtype).replace("torch.", ""),
     )
-    return model
+    return engine
 
 
 def _convert_in_place(sd: dict[str, torch.Tensor], encoder_dtype: torch.dtype) -> None:

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .engine import SamEngine
 from .modeling import Sam
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,9 @@ def model_fingerprint(model: Sam) -> str:
 class EmbeddingDiskCache:
     """Embeddings of one model under ``root``; writes are atomic (temp file + rename)."""
 
-    def __init__(self, root: str | Path, model: Sam) -> None:
+    def __init__(self, root: str | Path, engine: SamEngine) -> None:
         self.root = Path(root)
-        self.folder = self.root / model_fingerprint(model)
+        self.folder = self.root / model_fingerprint(engine.model)
 
     def _path(self, key: str) -> Path:
         safe = "".join(c if c.isalnum() else "_" for c in key)

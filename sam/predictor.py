@@ -20,9 +20,9 @@ import torch
 
 from .cache import array_digest
 from .disk_cache import EmbeddingDiskCache
+from .engine import SamEngine
 from .errors import PromptError
 from .image_io import load_image
-from .modeling import Sam
 from .transforms import preprocess, scale_boxes, scale_coords, upscale_logits
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ class SamPredictor:
     cheap to create (one per request or per user) and an image seen before is not re-encoded.
     """
 
-    def __init__(self, model: Sam, disk_cache: EmbeddingDiskCache | None = None) -> None:
+    def __init__(self, model: SamEngine, disk_cache: EmbeddingDiskCache | None = None) -> None:
+        #: the engine from :func:`sam.load_model`, shared with every predictor of that model
         self.model = model
         self.disk_cache = disk_cache
         self._embedding: ImageEmbedding | None = None

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .disk_cache import EmbeddingDiskCache
+from .engine import SamEngine
 from .errors import SamError
 from .image_io import load_image
-from .modeling import Sam
 from .predictor import SamPredictor
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class PrefetchStatus:
 class Prefetcher:
     """Background encoder for a queue of image paths; newest request wins."""
 
-    def __init__(self, model: Sam, disk_cache: EmbeddingDiskCache | None = None) -> None:
+    def __init__(self, model: SamEngine, disk_cache: EmbeddingDiskCache | None = None) -> None:
         self._predictor = SamPredictor(model, disk_cache)
         self._cond = threading.Condition()
         self._queue: list[Path] = []

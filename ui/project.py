@@ -24,9 +24,9 @@ from sam.dataset.colors import UNLABELLED_COLOR
 from sam.dataset.export import UNLABELLED
 from sam.dataset.store import STATUSES, AnnotationStore, ImageRecord, ObjectRecord
 from sam.disk_cache import EmbeddingDiskCache
+from sam.engine import SamEngine
 from sam.errors import ConflictError, StoreError
 from sam.image_io import load_image
-from sam.modeling import Sam
 from sam.precompute import DEFAULT_CACHE_DIR
 from sam.prefetch import Prefetcher, PrefetchStatus
 
@@ -79,7 +79,7 @@ class Project:
         self.embeddings_dir = self.folder / DEFAULT_CACHE_DIR
         self.thumbs_dir = self.folder / THUMBS_DIR
         self._prefetcher: Prefetcher | None = None
-        self._prefetch_model: Sam | None = None
+        self._prefetch_model: SamEngine | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
         # Gallery thumbnails are made once, in the background: a big folder must not delay
@@ -421,7 +421,9 @@ class Project:
 
     # -- background encoding -------------------------------------------------------------------
 
-    def prefetch(self, model: Sam, disk_cache: EmbeddingDiskCache | None, ids: list[int]) -> None:
+    def prefetch(
+        self, model: SamEngine, disk_cache: EmbeddingDiskCache | None, ids: list[int]
+    ) -> None:
         """Encode these images in the background (most wanted first); newest request wins."""
         with self._lock:
             if self._prefetcher is None or self._prefetch_model is not model:

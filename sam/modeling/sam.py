@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import threading
-
 import torch
 from torch import nn
 
-from ..cache import EmbeddingCache
 from .config import PreprocessConfig, SamConfig
 from .image_encoder import VisionEncoder
 from .mask_decoder import DecoderImage, MaskDecoder
 from .prompt_encoder import PositionalEmbedding, PromptEncoder
 
-DEFAULT_CACHE_BYTES = 256 * 2**20  # 64 ViT-B embeddings of 4 MiB
-
 
 class Sam(nn.Module):
-    """Segment Anything.
+    """Segment Anything: image encoder, prompt encoder and mask decoder.
 
     Parameter names equal the keys of a Hugging Face ``SamModel`` checkpoint, so a
-    ``model.safetensors`` loads without renames.
+    ``model.safetensors`` loads without renames. The module holds weights and configs only;
+    caches, locks and memos live in :class:`sam.engine.SamEngine`.
     """
 
     def __init__(self, config: SamConfig, preprocess: PreprocessConfig | None = None) -> None:
@@ -31,20 +27,6 @@ class Sam(nn.Module):
         self.vision_encoder = VisionEncoder(config.vision_config)
         self.prompt_encoder = PromptEncoder(config.prompt_encoder_config)
         self.mask_decoder = MaskDecoder(config.mask_decoder_config)
-        # Where the weights came from, for logs, cache keys and the UI.
-        self.source: str = ""
-        # Shared by every predictor of this model; serialising encodes keeps one encoder's
-        # activations in memory at a time when several users upload at once.
-        self.embedding_cache: EmbeddingCache = EmbeddingCache(DEFAULT_CACHE_BYTES)
-        self.encoder_lock = threading.Lock()
-        # Prompt-independent decoder inputs, computed once: the dense positional encoding
-        # (per weights) and the last image's DecoderImage (per embedding tensor).
-        self._pe_memo: tuple[tuple, torch.Tensor] | None = None
-        self._image_memo: tuple[torch.Tensor, DecoderImage] | None = None
-
-    def set_cache_bytes(self, max_bytes: int) -> None:
-        """Replace the embedding cache with an empty one holding at most ``max_bytes``."""
-        self.embedding_cache = EmbeddingCache(max_bytes)
 
     @property
     def device(self) -> torch.device:
@@ -52,7 +34,30 @@ class Sam(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The image encoder's dtype (the rest runs at fp32)."""
         return self.vision_encoder.patch_embed.projection.weight.dtype
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and prompts to low-res masks: :meth:`encode_image`, then :meth:`decode`.
+
+        Args:
+            pixel_values: ``(1 or B, 3, 1024, 1024)`` normalised pixels (one image shared by
+                B prompts, or one image per prompt).
+            points, labels, boxes, mask_input: B prompts as in :meth:`decode`.
+
+        Returns:
+            low-res mask logits ``(B, K, 256, 256)`` float32 and predicted IoU ``(B, K)``.
+        """
+        embeddings = self.encode_image(pixel_values)
+        return self.decode(embeddings, points, labels, boxes, mask_input, multimask_output)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(B, 3, 1024, 1024)`` normalised pixels -> ``(B, 256, 64, 64)`` embeddings."""
@@ -65,30 +70,16 @@ class Sam(nn.Module):
             self.config.prompt_encoder_config.image_embedding_size
         )
 
-    def _key_pe(self) -> torch.Tensor:
-        """:meth:`image_positional_embedding` as contiguous tokens ``(1, h*w, C)``, computed
-        once per weights (recomputed if the Fourier matrix is moved or changed)."""
-        param = self.shared_image_embedding.positional_embedding
-        key = (param.device, param.dtype, param.data_ptr(), _version(param))
-        memo = self._pe_memo
-        if memo is None or memo[0] != key:
-            with torch.inference_mode():
-                pe = self.image_positional_embedding().flatten(2).transpose(1, 2).contiguous()
-            memo = (key, pe)
-            self._pe_memo = memo
-        return memo[1]
+    def key_pe(self) -> torch.Tensor:
+        """:meth:`image_positional_embedding` as contiguous tokens ``(1, h*w, C)``."""
+        return self.image_positional_embedding().flatten(2).transpose(1, 2).contiguous()
 
-    def _decoder_image(self, image_embeddings: torch.Tensor, key_pe: torch.Tensor) -> DecoderImage:
-        """The decoder's per-image work without a mask prompt, reused while the same embedding
-        tensor comes back (every click on the image a predictor holds)."""
-        memo = self._image_memo
-        if memo is not None and memo[0] is image_embeddings:
-            return memo[1]
+    def prepare_image(self, image_embeddings: torch.Tensor, key_pe: torch.Tensor) -> DecoderImage:
+        """The decoder's prompt-independent work on ``(1 or B, C, h, w)`` embeddings without a
+        mask prompt: the same for every click on the image."""
         param = self.mask_decoder.iou_token.weight
         no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        image = self.mask_decoder.prepare(image_embeddings.to(param), no_mask, key_pe)
-        self._image_memo = (image_embeddings, image)
-        return image
+        return self.mask_decoder.prepare(image_embeddings.to(param), no_mask, key_pe)
 
     def decode(
         self,
@@ -98,13 +89,19 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        *,
+        key_pe: torch.Tensor | None = None,
+        image: DecoderImage | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run prompt encoder and mask decoder for B prompts on one image.
+        """Run prompt encoder and mask decoder for B prompts on one image (or one each).
 
         Args:
-            image_embeddings: ``(1, 256, 64, 64)`` from :meth:`encode_image`.
+            image_embeddings: ``(1 or B, 256, 64, 64)`` from :meth:`encode_image`.
             points: ``(B, N, 2)`` float, labels ``(B, N)`` int, boxes ``(B, 4)`` float, all in the
                 1024-input frame; mask_input ``(B, 1, 256, 256)`` float logits.
+            key_pe, image: :meth:`key_pe` and :meth:`prepare_image` computed earlier (a caller
+                decoding many prompts on one image keeps them); ``image`` only without
+                ``mask_input``.
 
         Returns:
             low-res mask logits ``(B, K, 256, 256)`` float32 and predicted IoU ``(B, K)``.
@@ -119,21 +116,14 @@ class Sam(nn.Module):
             None if mask_input is None else mask_input.to(param),
             batch,
         )
-        key_pe = self._key_pe()
-        if mask_input is None:
-            image = self._decoder_image(image_embeddings, key_pe)
-        else:
+        if key_pe is None:
+            key_pe = self.key_pe()
+        if mask_input is not None:
             # The mask prompt makes the image keys prompt-dependent: nothing to reuse.
             image = self.mask_decoder.prepare(
                 image_embeddings.to(param), dense, key_pe, precompute_first_layer=False
             )
+        elif image is None:
+            image = self.prepare_image(image_embeddings, key_pe)
         masks, iou = self.mask_decoder(image, key_pe, sparse, multimask_output)
         return masks.float(), iou.float()
-
-
-def _version(tensor: torch.Tensor) -> int:
-    """The tensor's in-place version counter (inference tensors have none: -1)."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return -1

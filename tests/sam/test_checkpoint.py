@@ -30,7 +30,8 @@ def test_meta_pth_and_hf_folder_give_identical_outputs(
     meta_model = load_model(tiny_meta_checkpoint, device="cpu")
     assert meta_model.config == hf_model.config
     assert meta_model.preprocess.image_mean == pytest.approx(hf_model.preprocess.image_mean)
-    for a, b in zip(hf_model.state_dict().items(), meta_model.state_dict().items(), strict=True):
+    hf_weights, meta_weights = hf_model.model.state_dict(), meta_model.model.state_dict()
+    for a, b in zip(hf_weights.items(), meta_weights.items(), strict=True):
         assert a[0] == b[0] and torch.equal(a[1], b[1]), a[0]
     image = photos["groceries.jpg"]
     for x, y in zip(predict_once(hf_model, image), predict_once(meta_model, image), strict=True):

@@ -107,7 +107,7 @@ def test_load_model_auto_converts_the_encoder_once(
     monkeypatch, no_override, tiny_checkpoint, flags, expected
 ):
     fake_cpu(monkeypatch, flags)
-    model = load_model(tiny_checkpoint, device="cpu")
+    model = load_model(tiny_checkpoint, device="cpu").model
     assert str(model.dtype) == f"torch.{expected}"
     encoder = {p.dtype for p in model.vision_encoder.parameters()}
     rest = {p.dtype for n, p in model.named_parameters() if not n.startswith("vision_encoder.")}
@@ -378,7 +378,7 @@ def test_decoder_pieces_equal_their_plain_forms(tiny_checkpoint):
     """The folded image-to-token attention and the matmul transposed convolutions."""
     from sam.modeling.mask_decoder import _transposed_conv_2x2
 
-    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
+    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32").model
     layer = model.mask_decoder.transformer.layers[0]
     gen = torch.Generator().manual_seed(0)
     image = torch.randn(2, 64, 64, generator=gen)
@@ -401,7 +401,7 @@ def test_decoder_pieces_equal_their_plain_forms(tiny_checkpoint):
 
 
 def test_folded_token_to_image_attention_equals_plain(tiny_checkpoint):
-    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32")
+    model = load_model(tiny_checkpoint, device="cpu", dtype="fp32").model
     attn = model.mask_decoder.transformer.final_attn_token_to_image
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randn(3, 7, 64, generator=gen)

@@ -135,10 +135,10 @@ def test_revision_selects_a_branch_tag_or_commit(hub, repo_folders, expected, im
     tagged = load_model(REPO, device="cpu", revision="v1.0")
     by_commit = load_model(REPO, device="cpu", revision=hub.commit(REPO, "v2"))
 
-    assert torch.equal(main.state_dict()[CHANGED_TENSOR], original)
-    assert torch.equal(tagged.state_dict()[CHANGED_TENSOR], original)
-    assert torch.equal(v2.state_dict()[CHANGED_TENSOR], variant)
-    assert torch.equal(by_commit.state_dict()[CHANGED_TENSOR], variant)
+    assert torch.equal(main.model.state_dict()[CHANGED_TENSOR], original)
+    assert torch.equal(tagged.model.state_dict()[CHANGED_TENSOR], original)
+    assert torch.equal(v2.model.state_dict()[CHANGED_TENSOR], variant)
+    assert torch.equal(by_commit.model.state_dict()[CHANGED_TENSOR], variant)
     v2_logits = predict_once(v2, image)[2]
     assert not np.array_equal(v2_logits, expected[2])  # main predicts `expected`
     np.testing.assert_array_equal(predict_once(by_commit, image)[2], v2_logits)
