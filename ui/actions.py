@@ -20,6 +20,7 @@ from sam.errors import PromptError
 from sam.masks import mask_to_logits
 from sam.predictor import check_point_count
 
+from .errors import LabelError, MaskImportError, ObjectError
 from .render import write_display_image
 from .state import (
     AnnotatedObject,
@@ -218,7 +219,7 @@ def _replace_object(session: Session, obj: AnnotatedObject) -> None:
 def _get_object(session: Session, obj_id: int) -> AnnotatedObject:
     obj = session.doc.object(obj_id)
     if obj is None:
-        raise PromptError(f"Object #{obj_id} does not exist (deleted?).")
+        raise ObjectError(f"Object #{obj_id} does not exist (deleted?).")
     return obj
 
 
@@ -261,7 +262,7 @@ def relabel_object(session: Session, obj_id: int, name: str) -> None:
     """Rename an object by giving it another label; a new name becomes a new label."""
     name = name.strip()
     if not name:
-        raise PromptError("A label name cannot be empty.")
+        raise LabelError("A label name cannot be empty.")
     obj = _get_object(session, obj_id)
     if obj.label == name:
         return
@@ -298,7 +299,7 @@ def normalize_color(color: str | None, current: str) -> str:
 
 def choose_label(session: Session, name: str) -> None:
     if session.doc.label(name) is None:
-        raise PromptError(f"There is no label “{name}”.")
+        raise LabelError(f"There is no label “{name}”.")
     session.active_label = name
     doc = session.doc
     # While re-editing, choosing a label relabels the object being edited.
@@ -311,9 +312,9 @@ def add_label(session: Session, name: str, color: str | None = None) -> None:
     name = name.strip()
     doc = session.doc
     if not name:
-        raise PromptError("Type a name for the new label.")
+        raise LabelError("Type a name for the new label.")
     if doc.label(name) is not None:
-        raise PromptError(f"The label “{name}” already exists.")
+        raise LabelError(f"The label “{name}” already exists.")
     # The picker shows the active label's colour; a colour already taken means "not chosen".
     chosen = normalize_color(color, "")
     taken = {lab.color for lab in doc.labels}
@@ -328,10 +329,10 @@ def update_label(session: Session, old: str, new_name: str, color: str | None) -
     doc = session.doc
     lab = doc.label(old)
     if lab is None:
-        raise PromptError(f"There is no label “{old}”.")
+        raise LabelError(f"There is no label “{old}”.")
     new_name = new_name.strip() or old
     if new_name != old and doc.label(new_name) is not None:
-        raise PromptError(f"The label “{new_name}” already exists.")
+        raise LabelError(f"The label “{new_name}” already exists.")
     new = replace(lab, name=new_name, color=normalize_color(color, lab.color))
     if new == lab:
         return
@@ -346,12 +347,12 @@ def update_label(session: Session, old: str, new_name: str, color: str | None) -
 def remove_label(session: Session, name: str) -> None:
     doc = session.doc
     if doc.label(name) is None:
-        raise PromptError(f"There is no label “{name}”.")
+        raise LabelError(f"There is no label “{name}”.")
     used = sum(1 for o in doc.objects if o.label == name)
     if used:
-        raise PromptError(f"“{name}” is used by {used} object(s): relabel or delete them first.")
+        raise LabelError(f"“{name}” is used by {used} object(s): relabel or delete them first.")
     if len(doc.labels) == 1:
-        raise PromptError("Keep at least one label.")
+        raise LabelError("Keep at least one label.")
     session.commit(replace(doc, labels=tuple(x for x in doc.labels if x.name != name)))
     session.notify(f"Removed label “{name}”.")
 
@@ -364,13 +365,13 @@ def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], so
     """
     doc = session.doc
     if doc.image is None:
-        raise PromptError("Open an image first, then import masks for it.")
+        raise MaskImportError("Open an image first, then import masks for it.")
     labels, objects, next_id = doc.labels, list(doc.objects), doc.next_id
     for mask, name in masks:
         if mask.shape != doc.image.size:
             h, w = mask.shape
             height, width = doc.image.size
-            raise PromptError(
+            raise MaskImportError(
                 f"The mask is {w}×{h} but {doc.image.name} is {width}×{height}: import masks "
                 "made for this image."
             )

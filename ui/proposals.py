@@ -21,7 +21,6 @@ import numpy as np
 
 from sam import SamPredictor
 from sam.automatic import AutoMaskConfig, AutomaticMaskGenerator, ProgressCallback
-from sam.errors import PromptError
 from sam.text_prompt import (
     DEFAULT_DETECTOR,
     GroundingDetector,
@@ -29,6 +28,7 @@ from sam.text_prompt import (
     segment_by_text,
 )
 
+from .errors import ProposalError
 from .state import AnnotatedObject, Mask, Prompt, Proposal, Proposals, Session
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def show(session: Session, proposals: Proposals, image_key: str) -> bool:
 
 def _require(session: Session) -> Proposals:
     if session.doc.proposals is None:
-        raise PromptError("No proposals on show: run Segment everything or Find first.")
+        raise ProposalError("No proposals on show: run Segment everything or Find first.")
     return session.doc.proposals
 
 
@@ -209,7 +209,7 @@ def proposal_at(proposals: Proposals, x: int, y: int) -> int | None:
 def toggle(session: Session, index: int) -> None:
     items = _require(session).items
     if not 0 <= index < len(items):
-        raise PromptError(f"There is no proposal {index + 1}.")
+        raise ProposalError(f"There is no proposal {index + 1}.")
     p = items[index]
     new = replace(p, accepted=not p.accepted)
     _set_items(session, (*items[:index], new, *items[index + 1 :]))
@@ -271,7 +271,7 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
     proposals = _require(session)
     chosen = proposals.accepted
     if not chosen:
-        raise PromptError(
+        raise ProposalError(
             "No proposal is accepted yet: click masks on the image to accept them, or use "
             "Accept all above a score."
         )

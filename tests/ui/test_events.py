@@ -8,6 +8,9 @@ import pytest
 from gradio.helpers import special_args
 from project_app import add_object, make_handlers, start
 
+from sam.errors import PromptError, SamError
+from ui import actions, proposals
+from ui.errors import LabelError, MaskImportError, ObjectError, ProposalError
 from ui.handlers import Handlers
 from ui.state import Session
 
@@ -64,3 +67,21 @@ def test_an_event_without_data_is_an_empty_payload(handlers: Handlers):
 class _Evt:
     def __init__(self, data: dict | None) -> None:
         self._data = data
+
+
+def test_label_object_import_and_export_failures_have_their_own_kinds(
+    handlers: Handlers, opened: Session
+):
+    """Each kind is a SamError the page shows as is, and none of them claims to be a prompt's."""
+    with pytest.raises(LabelError, match="Type a name"):
+        actions.add_label(opened, "  ")
+    with pytest.raises(ObjectError, match="does not exist"):
+        actions.toggle_hidden(opened, 99)
+    with pytest.raises(MaskImportError, match="Open an image first"):
+        actions.add_objects(Session(), [], "import")
+    with pytest.raises(ProposalError, match="No proposals on show"):
+        proposals.discard(opened)
+    for kind in (LabelError, ObjectError, MaskImportError, ProposalError):
+        assert issubclass(kind, SamError) and not issubclass(kind, PromptError)
+    handlers.on_export_project(opened, "coco")  # no project: an export error, in the page
+    assert opened.message_is_error and "needs a folder" in opened.message

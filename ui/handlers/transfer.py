@@ -8,9 +8,10 @@ from typing import Any
 import gradio as gr
 
 from sam.dataset import imports
-from sam.errors import PromptError, SamError
+from sam.errors import ExportError, SamError
 
 from .. import actions, api, export, outputs
+from ..errors import MaskImportError
 from ..events import Updates, event, unexpected_failure
 from ..redact import without_paths
 from ..state import Session
@@ -42,7 +43,7 @@ class TransferHandlers(HandlerBase):
                     if target is not None and not self._same_file(target, current):
                         others += self.project.add_to_image(target, masks)
             if not added and not others:
-                raise PromptError(f"{name} has no masks for the images open here.")
+                raise MaskImportError(f"{name} has no masks for the images open here.")
             note = f"Imported {added} object(s) from {name}"
             session.notify(note + (f", and {others} into other images." if others else "."))
         else:
@@ -71,7 +72,7 @@ class TransferHandlers(HandlerBase):
     def on_export_project(self, session: Session, fmt: str | None) -> Updates:
         """The whole project as a COCO, YOLO or PNG dataset in one zip."""
         if self.project is None:
-            raise PromptError("Project export needs a folder: start with --images DIR.")
+            raise ExportError("Project export needs a folder: start with --images DIR.")
         fmt = (fmt or "coco").lower()
         path, report = export.write_dataset_zip(self.project.store, fmt, self._export_folder())
         done, total = self.project.store.progress()
