@@ -234,7 +234,7 @@ def test_candidate_thumbnails_show_each_mask_on_the_photo(handlers, opened):
     handlers.prompt(opened, {"kind": "point", "x": 500, "y": 375})
     doc = opened.doc
     uris = render.candidate_thumbnails(opened)
-    left, top, right, bottom = render._thumb_window(doc)
+    left, top, right, bottom = render.stage._thumb_window(doc)
     th, tw = render.display_size(bottom - top, right - left, render.THUMB_SIDE)
     rows, cols = render.sample_grid(bottom - top, right - left, th, tw)
     base = doc.image.array[top:bottom, left:right][np.ix_(rows, cols)].astype(np.float32)

@@ -85,3 +85,14 @@ def test_label_object_import_and_export_failures_have_their_own_kinds(
         assert issubclass(kind, SamError) and not issubclass(kind, PromptError)
     handlers.on_export_project(opened, "coco")  # no project: an export error, in the page
     assert opened.message_is_error and "needs a folder" in opened.message
+
+
+def test_the_event_wrapper_imports_no_handlers():
+    """``ui/events.py`` knows the handlers only by the small ``Page`` protocol: no cycle."""
+    import ast
+
+    import ui.events
+
+    tree = ast.parse(Path(ui.events.__file__).read_text(encoding="utf-8"))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert imported and not [m for m in imported if "handlers" in m]

@@ -422,14 +422,14 @@ def test_proposal_overlay_equals_painting_each_in_turn():
     grid = render.sample_grid(h, w, h, w)
     palette = render.Palette()
     fast = np.zeros((h, w), np.uint16)
-    render._paint_proposals(fast, Proposals(items, "everything"), grid, 128, palette)
+    render.overlay._paint_proposals(fast, Proposals(items, "everything"), grid, 128, palette)
     slow = np.zeros((h, w), np.uint16)
     for p in sorted(items, key=lambda p: -p.mask.area):
         rgb = render.hex_to_rgb(p.color)
         if p.accepted:
             fill, line = palette(rgb, 150), palette(render.CURRENT_OUTLINE, 255)
-            render._paint(slow, p.mask, grid, fill, line, 3)
+            render.overlay._paint(slow, p.mask, grid, fill, line, 3)
         else:
-            render._paint(slow, p.mask, grid, palette(rgb, 70), palette(rgb, 255), 2)
+            render.overlay._paint(slow, p.mask, grid, palette(rgb, 70), palette(rgb, 255), 2)
     assert len(np.unique(fast)) > 12  # every proposal shows, fill and contour
     np.testing.assert_array_equal(palette.rgba()[fast], palette.rgba()[slow])
