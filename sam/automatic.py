@@ -36,8 +36,7 @@ ProgressCallback = Callable[[int, int], None]
 _UPSCALE_CHUNK = 8
 # Most prompts decoded together on a CPU. Batching pays on a GPU; on a CPU a batch's image-sized
 # intermediates (64 x 4096 x 256 fp32 = 268 MB per tensor) fall out of cache, and a 64-prompt
-# batch costs more per point than a 2-prompt one (ViT-B, 256 points, 2 cores: 64 -> 8.9-9.4 s,
-# 8 -> 7.7 s, 4 -> 6.3-6.9 s, 2 -> 5.3 s, 1 -> 5.8-6.3 s).
+# batch costs more per point than a 2-prompt one (measured: bench/README.md, levers table).
 _CPU_POINTS_PER_BATCH = 2
 
 

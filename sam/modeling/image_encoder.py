@@ -21,8 +21,7 @@ from .config import VisionConfig
 _BIAS_CHUNK_BYTES = 32 * 2**20
 # Upper bound on the bytes of one chunk of scores on the CPU path (built from matmuls): small
 # enough to stay in the cores' L2 between the bias write, the q·kᵀ matmul, the softmax and the
-# ·v matmul. ViT-B global layer, 2 threads, bf16: 12 MB chunks 391 ms, 2-4 MB 230-270 ms;
-# fp32: 550 ms for SDPA with 32 MB bias chunks, 470 ms here.
+# ·v matmul (measured against larger chunks and SDPA: bench/README.md, levers table).
 _SCORES_CHUNK_BYTES = 2 * 2**20
 # Widest key grid whose half-precision rel-pos bias rides in the q·kᵀ matmul (see _fold_bias).
 _FOLD_MAX_WIDTH = 16
@@ -195,7 +194,8 @@ def _attention_from_matmuls(
         query, key = _fold_rel_pos(query * head_dim**-0.5, key, rel_h, rel_w)
     key_t = key.transpose(1, 2)
     # ·v with a head dim that is not a multiple of 16 (SlimSAM-77: 14) takes a slow matmul
-    # kernel: zero columns up to 16 make it 2.5x faster at fp32 (and cost nothing at bf16).
+    # kernel: zero columns up to 16 make it faster at fp32 and cost nothing at bf16
+    # (bench/README.md, levers table).
     if head_dim % 16:
         value = F.pad(value, (0, -head_dim % 16))
     out = value.new_empty(groups, tokens, value.shape[-1])
@@ -365,8 +365,7 @@ class VisionLayer(nn.Module):
         # The MLP and its residual in blocks of tokens, in place (the encoder is inference-only:
         # its attention writes into preallocated buffers). The whole
         # hidden layer of ViT-B is 48 MB at fp32: a fresh allocation the kernel must fault in
-        # page by page, and out of cache for the GELU (one thread, fp32 MLP: 538 ms whole,
-        # 419 ms in blocks of 1024 tokens).
+        # page by page, and out of cache for the GELU (bench/README.md, levers table).
         tokens = hidden_states.view(-1, hidden_states.shape[-1])
         hidden_bytes = self.mlp.lin1.out_features * hidden_states.element_size()
         step = max(1, _MLP_CHUNK_BYTES // hidden_bytes)
