@@ -11,7 +11,7 @@ element.addEventListener("click", (e) => {
   e.stopPropagation();
   const { event, index, id, action } = target.dataset;
   if (event === "pick") trigger("pick", { index: Number(index) });
-  else if (event === "choose") trigger("choose", { index: Number(index) });
+  else if (event === "choose") trigger("choose", { id: Number(id) });
   else if (event === "act") trigger("act", { id: Number(id), action });
   else if (event === "open") trigger("open", { id: Number(id) });
   else if (event === "toggle") trigger("toggle", { index: Number(index) });

@@ -38,3 +38,14 @@ def add_object(h: Handlers, s: Session, x: int, y: int) -> np.ndarray:
     mask = s.doc.candidates.mask.to_array()
     h.on_accept(s)
     return mask
+
+
+class _JsEvent:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+
+def js_event(data: dict[str, Any]) -> Any:
+    """What Gradio hands a handler for a custom JS event (``trigger(name, data)`` in
+    static/lists.js)."""
+    return _JsEvent(data)

@@ -30,7 +30,7 @@ def test_zip_matches_engine_masks(handlers, opened, engine):
     handlers.on_add_label(opened, "car", "#ff0000")
     expected = []
     for i, (x, y) in enumerate(CLICKS):
-        handlers.on_choose_label(opened, _Evt({"index": 0 if i == 1 else 2}))
+        handlers.on_choose_label(opened, _Evt({"id": 1 if i == 1 else 3}))
         handlers.prompt(opened, {"kind": "point", "x": x, "y": y})
         masks, _, _ = engine.predict(
             point_coords=np.array([[x, y]]), point_labels=np.array([1]), multimask_output=True

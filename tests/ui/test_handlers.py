@@ -140,7 +140,7 @@ def test_accept_with_labels_and_label_editing(handlers, opened):
     assert opened.active_label == "car"
     click(handlers, opened, *POINT)
     handlers.on_accept(opened)
-    handlers.on_choose_label(opened, _evt({"index": 0}))
+    handlers.on_choose_label(opened, _evt({"id": 1}))
     click(handlers, opened, 100, 1000)
     updates = handlers.on_accept(opened)
     assert [(o.id, o.label) for o in opened.doc.objects] == [(1, "car"), (2, "object")]
@@ -148,7 +148,7 @@ def test_accept_with_labels_and_label_editing(handlers, opened):
     assert "#1 car" in updates["objects"] and "#2 object" in updates["objects"]
 
     # Rename the label: its objects follow. Relabel and recolour one object.
-    handlers.on_choose_label(opened, _evt({"index": 2}))
+    handlers.on_choose_label(opened, _evt({"id": 3}))
     handlers.on_save_label(opened, "vehicle", "#00ff00")
     assert opened.doc.objects[0].label == "vehicle"
     handlers.object_action(opened, 2, "select")
@@ -158,10 +158,10 @@ def test_accept_with_labels_and_label_editing(handlers, opened):
     assert opened.doc.label("wheel") is not None
     assert opened.doc.color_of(opened.doc.objects[1]) == "#010203"
     # A label in use cannot be removed; an unused one can.
-    handlers.on_choose_label(opened, _evt({"index": 1}))
+    handlers.on_choose_label(opened, _evt({"id": 2}))
     handlers.on_remove_label(opened)
     assert opened.doc.label("background") is None
-    handlers.on_choose_label(opened, _evt({"index": 1}))
+    handlers.on_choose_label(opened, _evt({"id": 3}))
     handlers.on_remove_label(opened)
     assert opened.message_is_error and "used by" in opened.message
 

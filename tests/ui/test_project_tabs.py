@@ -4,11 +4,12 @@ shows as accepted is missing from the database."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from project_app import add_object, make_handlers, start
+from project_app import add_object, js_event, make_handlers, start
 
 from ui.handlers import Handlers
 from ui.state import Session
@@ -152,3 +153,24 @@ def test_label_ids_are_stable_and_never_reused(app):
     stored = {lab.name: lab.id for lab in app.project.store.labels()}
     assert stored == {**ids, "cat": cat.id}
     assert {lab.name: lab.id for lab in s.doc.labels} == stored  # the others never renumbered
+
+
+def test_a_label_chip_chooses_its_label_after_another_tab_changed_the_list(app):
+    """Chips carry the label's id: when another tab's change reorders the list (here a label
+    removed before it) while the tab's page still shows the old chips, a click must choose the
+    label it shows, not the one that moved into its place."""
+    a, _ = start(app)
+    app.on_add_label(a, "cat", "#112233")
+    app.on_add_label(a, "dog", "#445566")
+    app.on_add_label(a, "emu", "#778899")
+    b, _ = start(app)
+    page = app.view(b)["labels"]  # what B's page shows
+    chip = re.search(r'data-id="(\d+)" data-index="(\d+)" title="Label new objects as dog"', page)
+    assert chip, page
+    a.active_label = "cat"
+    app.on_remove_label(a)  # "dog" moves up one place in every list
+    app.on_view(b, 0.4, False)  # B syncs (its page's chips are redrawn a moment later)
+    # B clicks the "dog" chip of the page it still shows; the payload is what lists.js sends
+    # (the position too, which is what the page used to send).
+    app.on_choose_label(b, js_event({"id": int(chip[1]), "index": int(chip[2])}))
+    assert b.active_label == "dog", b.message

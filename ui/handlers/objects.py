@@ -14,10 +14,12 @@ class ObjectHandlers(HandlerBase):
 
     @event
     def on_choose_label(self, session: Session, payload: Payload) -> Updates:
-        index = int(payload.get("index", 0))
-        labels = session.doc.labels
-        if 0 <= index < len(labels):
-            actions.choose_label(session, labels[index].name)
+        # By id, not position: another tab's label changes may have reordered the list
+        # since the page drew it.
+        chosen = payload.get("id")
+        lab = next((lab for lab in session.doc.labels if lab.id == chosen), None)
+        if lab is not None:
+            actions.choose_label(session, lab.name)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
     @event

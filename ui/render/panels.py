@@ -25,7 +25,7 @@ def labels_html(session: Session) -> str:
         active = " sam-active" if lab.name == session.active_label else ""
         key = f"<kbd>{i + 1}</kbd>" if i < 9 else ""
         chip = attrs(
-            class_=f"sam-chip{active}", data_event="choose", data_index=i,
+            class_=f"sam-chip{active}", data_event="choose", data_id=lab.id, data_index=i,
             title=f"Label new objects as {lab.name}",
         )  # fmt: skip
         chips.append(
