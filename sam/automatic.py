@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 import torch
 
-from .engine import SamEngine
+from .engine import SamEngine, as_engine
 from .image_io import load_image
 from .masks import mask_to_rle
+from .modeling import Sam
 from .predictor import SamPredictor
 
 logger = logging.getLogger(__name__)
@@ -206,8 +207,8 @@ class AutomaticMaskGenerator:
     >>> proposals = AutomaticMaskGenerator(model).generate(image)
     """
 
-    def __init__(self, model: SamEngine, config: AutoMaskConfig | None = None) -> None:
-        self.model = model
+    def __init__(self, model: SamEngine | Sam, config: AutoMaskConfig | None = None) -> None:
+        self.engine = as_engine(model)
         self.config = config or AutoMaskConfig()
 
     def generate(
@@ -233,14 +234,14 @@ class AutomaticMaskGenerator:
             for layer in range(cfg.crop_n_layers + 1)
         }
         per_batch = cfg.points_per_batch
-        if self.model.device.type == "cpu":
+        if self.engine.device.type == "cpu":
             per_batch = min(per_batch, _CPU_POINTS_PER_BATCH)
         total = sum(math.ceil(len(grids[layer]) / per_batch) for _, layer in crops)
         done = 0
         proposals: list[MaskProposal] = []
         if predictor is None:
-            predictor = SamPredictor(self.model)
-        elif predictor.model is not self.model:
+            predictor = SamPredictor(self.engine)
+        elif predictor.engine is not self.engine:
             raise ValueError("the predictor must wrap the generator's model")
         for crop, layer in crops:
             x0, y0, x1, y1 = crop

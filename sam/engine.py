@@ -131,3 +131,13 @@ def _version(tensor: torch.Tensor) -> int:
         return tensor._version
     except RuntimeError:
         return -1
+
+
+def as_engine(model: SamEngine | Sam) -> SamEngine:
+    """``model`` as an engine: what :func:`sam.load_model` returns, or a bare :class:`Sam`
+    (wrapped in an engine of its own, so its predictors share nothing with other engines)."""
+    if isinstance(model, SamEngine):
+        return model
+    if isinstance(model, Sam):
+        return SamEngine(model)
+    raise TypeError(f"expected what sam.load_model returns, got {type(model).__name__}")

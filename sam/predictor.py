@@ -20,9 +20,10 @@ import torch
 
 from .cache import array_digest
 from .disk_cache import EmbeddingDiskCache
-from .engine import SamEngine
+from .engine import SamEngine, as_engine
 from .errors import PromptError
 from .image_io import load_image
+from .modeling import Sam
 from .transforms import preprocess, scale_boxes, scale_coords, upscale_logits
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,11 @@ class SamPredictor:
     cheap to create (one per request or per user) and an image seen before is not re-encoded.
     """
 
-    def __init__(self, model: SamEngine, disk_cache: EmbeddingDiskCache | None = None) -> None:
+    def __init__(
+        self, model: SamEngine | Sam, disk_cache: EmbeddingDiskCache | None = None
+    ) -> None:
         #: the engine from :func:`sam.load_model`, shared with every predictor of that model
-        self.model = model
+        self.engine = as_engine(model)
         self.disk_cache = disk_cache
         self._embedding: ImageEmbedding | None = None
         self.image_key: str | None = None
@@ -80,8 +83,8 @@ class SamPredictor:
         another one would serve that image's embedding.
         """
         array = load_image(image, max_pixels=None, copy=False)  # only read here
-        key = f"{digest or array_digest(array)}:{self.model.dtype}"
-        self._embedding, self.cache_hit = self.model.embedding_cache.get_or_compute(
+        key = f"{digest or array_digest(array)}:{self.engine.dtype}"
+        self._embedding, self.cache_hit = self.engine.embedding_cache.get_or_compute(
             key, lambda: self._load_or_encode(key, array)
         )
         if self.cache_hit:
@@ -91,7 +94,7 @@ class SamPredictor:
     def _load_or_encode(self, key: str, image: np.ndarray) -> ImageEmbedding:
         size = (image.shape[0], image.shape[1])
         if self.disk_cache is not None:
-            stored = self.disk_cache.load(key, self.model.device)
+            stored = self.disk_cache.load(key, self.engine.device)
             if stored is not None and stored[1].get("original_size") == _size_text(size):
                 features, meta = stored
                 self.embedding_source = "disk"
@@ -108,21 +111,26 @@ class SamPredictor:
         return embedding
 
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
-        pre = self.model.preprocess
+        pre = self.engine.preprocess
         pixels, input_size = preprocess(
             image, pre.image_mean, pre.image_std, pre.longest_edge, pre.pad_size
         )
         start = time.perf_counter()
-        with self.model.encoder_lock, torch.inference_mode():
-            features = self.model.encode_image(pixels)
+        with self.engine.encoder_lock, torch.inference_mode():
+            features = self.engine.encode_image(pixels)
         logger.info(
             "Encoded %dx%d image in %.2f s on %s",
             image.shape[1],
             image.shape[0],
             time.perf_counter() - start,
-            self.model.device,
+            self.engine.device,
         )
         return ImageEmbedding(features, (image.shape[0], image.shape[1]), input_size)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network (:class:`sam.modeling.Sam`), as ``predictor.model`` is in Meta's API."""
+        return self.engine.model
 
     @property
     def is_image_set(self) -> bool:
@@ -228,12 +236,12 @@ class SamPredictor:
             the decoder's candidate order (not sorted).
         """
         emb = self._require_image()
-        longest = self.model.preprocess.longest_edge
+        longest = self.engine.preprocess.longest_edge
         pts = None if points is None else scale_coords(points, emb.original_size, longest)
         bxs = None if boxes is None else scale_boxes(boxes, emb.original_size, longest)
         as_tensor = self._tensor
         with torch.inference_mode():
-            return self.model.decode(
+            return self.engine.decode(
                 emb.features,
                 as_tensor(pts),
                 None if labels is None else torch.as_tensor(labels, dtype=torch.int64),
@@ -247,7 +255,7 @@ class SamPredictor:
         emb = self._require_image()
         with torch.inference_mode():
             return upscale_logits(
-                low_res, emb.input_size, emb.original_size, self.model.preprocess.pad_size
+                low_res, emb.input_size, emb.original_size, self.engine.preprocess.pad_size
             )
 
     def _decode(

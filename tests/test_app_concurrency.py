@@ -74,7 +74,7 @@ def server(tiny_checkpoint):
         server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
         quiet=True, **launch_options(),
     )  # fmt: skip
-    yield url, manager.predictor().model.embedding_cache
+    yield url, manager.predictor().engine.embedding_cache
     demo.close()
 
 

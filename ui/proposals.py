@@ -58,7 +58,7 @@ def segment_everything(
     progress: ProgressCallback | None = None,
 ) -> Proposals:
     """SAM's automatic mask generator on ``image``, on the predictor's cached embedding."""
-    generator = AutomaticMaskGenerator(predictor.model, config)
+    generator = AutomaticMaskGenerator(predictor.engine, config)
     found = generator.generate(image, progress=progress, predictor=predictor)
     colors = distinct_colors(len(found))
     items = tuple(

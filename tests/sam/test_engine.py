@@ -37,6 +37,28 @@ def test_load_model_wraps_the_network(engine):
     assert not hasattr(engine.model, "embedding_cache"), "runtime state stays out of the module"
 
 
+def test_predictor_model_is_the_network_as_in_metas_api(engine):
+    """``predictor.model`` is the nn.Module (Meta's name); the shared runtime is ``.engine``."""
+    predictor = SamPredictor(engine)
+    assert predictor.engine is engine
+    assert predictor.model is engine.model and isinstance(predictor.model, Sam)
+
+
+def test_a_bare_network_gets_an_engine_of_its_own(engine, photos):
+    """Meta-style ``SamPredictor(sam)`` with the nn.Module works; anything else is refused."""
+    bare = SamPredictor(engine.model)
+    assert bare.engine is not engine and bare.model is engine.model
+    bare.set_image(photos["dog.jpg"])
+    ours = SamPredictor(engine)
+    ours.set_image(photos["dog.jpg"])
+    point = np.array([[320, 240]])
+    assert np.array_equal(
+        bare.predict(point, np.array([1]))[0], ours.predict(point, np.array([1]))[0]
+    )
+    with pytest.raises(TypeError, match="load_model"):
+        SamPredictor("facebook/sam-vit-base")
+
+
 def test_forward_equals_encode_then_decode(engine, pixels):
     """The module's forward (image -> low-res masks, IoU) is what the predictor's path gives."""
     with torch.inference_mode():

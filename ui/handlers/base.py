@@ -194,7 +194,7 @@ class HandlerBase:
             if self.project is not None and session.link is not None:
                 near = self.project.neighbours(session.link.image_id, session.gallery_filter)
                 wanted = [i for i in (near.next, near.previous) if i is not None]
-                self.project.prefetch(predictor.model, predictor.disk_cache, wanted)
+                self.project.prefetch(predictor.engine, predictor.disk_cache, wanted)
         yield self.view(session)
 
     def cleanup(self) -> None:
