@@ -3,6 +3,7 @@
 ``python -m sam predict --model SRC --image PATH --point X Y --out mask.png``
 ``python -m sam everything --model SRC --image PATH --out masks.json``
 ``python -m sam text --model SRC --image PATH --text "dog. cat." --out objects.json``
+``python -m sam export-onnx --model SRC --out DIR`` (writes DIR/decoder.onnx)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .device import PRECISION_CHOICES
 from .errors import SamError
 from .image_io import load_image
 from .masks import mask_to_rle
+from .onnx_export import OPSET, export_decoder
 from .predictor import SamPredictor, check_point_count
 from .text_prompt import DEFAULT_DETECTOR, GroundingDetector, TextPromptConfig, segment_by_text
 
@@ -145,7 +147,30 @@ def _parser() -> argparse.ArgumentParser:
             default=getattr(text_defaults, name),
             help="(default: %(default)s)",
         )
+    onnx = sub.add_parser(
+        "export-onnx",
+        help="export the prompt encoder + mask decoder to ONNX (Meta's signature)",
+        description="Write DIR/decoder.onnx: the prompt encoder and mask decoder with the inputs "
+        "and outputs of Meta's segment_anything ONNX export, for ONNX Runtime (Web). Needs the "
+        "optional extra: pip install '.[onnx]'.",
+    )
+    onnx.add_argument(
+        "--model",
+        default="facebook/sam-vit-base",
+        help="hub repo id, a model folder, or a Meta .pth file (default: %(default)s)",
+    )
+    onnx.add_argument("--out", required=True, type=Path, help="output folder")
+    onnx.add_argument(
+        "--opset", type=int, default=OPSET, help="ONNX opset version (default: %(default)s)"
+    )
     return parser
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    model = load_model(args.model, device="cpu", dtype="fp32")
+    path = export_decoder(model.model, args.out / "decoder.onnx", opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def _text(args: argparse.Namespace) -> int:
@@ -254,7 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        commands = {"predict": _predict, "everything": _everything, "text": _text}
+        commands = {
+            "predict": _predict,
+            "everything": _everything,
+            "text": _text,
+            "export-onnx": _export_onnx,
+        }
         return commands[args.command](args)
     except SamError as exc:
         print(f"error: {exc}", file=sys.stderr)
