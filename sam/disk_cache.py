@@ -44,16 +44,17 @@ class EmbeddingDiskCache:
         self.root = Path(root)
         self.folder = self.root / model_fingerprint(engine.model)
 
-    def _path(self, key: str) -> Path:
+    def file_of(self, key: str) -> Path:
+        """Where the embedding of ``key`` is (or would be) stored."""
         safe = "".join(c if c.isalnum() else "_" for c in key)
         return self.folder / f"{safe}.safetensors"
 
     def __contains__(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return self.file_of(key).is_file()
 
     def load(self, key: str, device: torch.device) -> tuple[torch.Tensor, dict[str, str]] | None:
         """The stored ``(1, C, 64, 64)`` embedding and its metadata, or None if absent/corrupt."""
-        path = self._path(key)
+        path = self.file_of(key)
         if not path.is_file():
             return None
         try:
@@ -67,7 +68,7 @@ class EmbeddingDiskCache:
         return tensors["features"], header.get("__metadata__", {})
 
     def save(self, key: str, features: torch.Tensor, metadata: dict[str, str]) -> None:
-        path = self._path(key)
+        path = self.file_of(key)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")

@@ -43,6 +43,14 @@ class ConflictError(StoreError):
     """Another tab or process changed or deleted the object this write was based on."""
 
 
+class EmbeddingStoreError(SamError, RuntimeError):
+    """The embedding store cannot be written, or a cluster worker cannot reach it."""
+
+
+class ClusterError(SamError, RuntimeError):
+    """Ray is not installed, the cluster cannot be reached, or its workers cannot start."""
+
+
 class ImportFileError(SamError, ValueError):
     """A file of annotations to import (PNG masks, COCO JSON) cannot be read."""
 

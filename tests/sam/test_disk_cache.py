@@ -113,8 +113,8 @@ def test_precompute_cli_is_resumable(tiny_checkpoint, folder):
     ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert "encoded 3, already cached 0, failed 1" in first.stdout
+    assert "encoded 3, skipped 0, failed 1 (notes.png)" in first.stdout
     assert "could not read notes.png" in first.stderr
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert "encoded 0, already cached 3, failed 1" in second.stdout
+    assert "encoded 0, skipped 3, failed 1" in second.stdout
     assert len(list((folder / ".sam-annotator" / "embeddings").rglob("*.safetensors"))) == 3
