@@ -1,0 +1,146 @@
+"""The SAM 2 image model tying the Hiera image encoder, prompt encoder and mask decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..mask_decoder import DecoderImage
+from ..prompt_encoder import PositionalEmbedding
+from .config import Sam2Config, Sam2PreprocessConfig
+from .image_encoder import Sam2VisionEncoder
+from .mask_decoder import Sam2MaskDecoder
+from .prompt_encoder import Sam2PromptEncoder
+
+#: What :meth:`Sam2.encode_image` returns: ``conv_s0`` of the 256x256 FPN map
+#: ``(B, C/8, 256, 256)``, ``conv_s1`` of the 128x128 map ``(B, C/4, 128, 128)`` and the
+#: 64x64 image embedding ``(B, C, 64, 64)``.
+Sam2Features = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class Sam2(nn.Module):
+    """SAM 2 / 2.1 image segmentation (no video memory).
+
+    Parameter names equal the keys of a Hugging Face ``Sam2Model`` checkpoint. The module holds
+    weights and configs only; caches and memos live in :class:`sam.engine.Sam2Engine`.
+    """
+
+    def __init__(self, config: Sam2Config, preprocess: Sam2PreprocessConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocess = preprocess or Sam2PreprocessConfig()
+        prompt = config.prompt_encoder_config
+        self.shared_image_embedding = PositionalEmbedding(prompt.hidden_size // 2)
+        self.vision_encoder = Sam2VisionEncoder(config.vision_config)
+        self.prompt_encoder = Sam2PromptEncoder(prompt)
+        self.mask_decoder = Sam2MaskDecoder(config.mask_decoder_config)
+        # Added to the image embedding when there are no memories (always, for images).
+        self.no_memory_embedding = nn.Parameter(
+            torch.zeros(1, 1, config.vision_config.fpn_hidden_size)
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.mask_decoder.iou_token.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The image encoder's dtype (the rest runs at fp32)."""
+        return self.vision_encoder.backbone.patch_embed.projection.weight.dtype
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Image and prompts to low-res masks, IoU and object score (:meth:`encode_image`, then
+        :meth:`decode`); shapes as there."""
+        features = self.encode_image(pixel_values)
+        return self.decode(
+            features, points, labels, boxes, mask_input, multimask_output, object_score=True
+        )
+
+    def encode_image(self, pixel_values: torch.Tensor) -> Sam2Features:
+        """``(B, 3, 1024, 1024)`` normalised pixels -> :data:`Sam2Features` in the encoder's
+        dtype."""
+        weight = self.vision_encoder.backbone.patch_embed.projection.weight
+        dtype = weight.dtype
+        high, mid, low = self.vision_encoder(pixel_values.to(device=weight.device, dtype=dtype))
+        decoder = self.mask_decoder
+        param = decoder.conv_s0.weight
+        feat_s0 = decoder.conv_s0(high.to(param.dtype)).to(dtype)
+        feat_s1 = decoder.conv_s1(mid.to(param.dtype)).to(dtype)
+        embedding = low + self.no_memory_embedding.reshape(1, -1, 1, 1).to(dtype)
+        return feat_s0, feat_s1, embedding
+
+    def image_positional_embedding(self) -> torch.Tensor:
+        """Dense positional encoding of the embedding grid: ``(1, C, 64, 64)``."""
+        return self.shared_image_embedding.dense(
+            self.config.prompt_encoder_config.image_embedding_size
+        )
+
+    def key_pe(self) -> torch.Tensor:
+        """:meth:`image_positional_embedding` as contiguous tokens ``(1, h*w, C)``."""
+        return self.image_positional_embedding().flatten(2).transpose(1, 2).contiguous()
+
+    def prepare_image(self, features: Sam2Features, key_pe: torch.Tensor) -> DecoderImage:
+        """The decoder's prompt-independent work without a mask prompt (same for every click)."""
+        param = self.mask_decoder.iou_token.weight
+        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return self.mask_decoder.prepare(features[-1].to(param), no_mask, key_pe)
+
+    def decode(
+        self,
+        features: Sam2Features,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        *,
+        key_pe: torch.Tensor | None = None,
+        image: DecoderImage | None = None,
+        object_score: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Run prompt encoder and mask decoder for B prompts on one image (or one each).
+
+        Args:
+            features: from :meth:`encode_image` (batch 1 or B).
+            points: ``(B, N, 2)`` float, labels ``(B, N)`` int, boxes ``(B, 4)`` float, all in the
+                1024-input frame; mask_input ``(B, 1, 256, 256)`` float logits.
+            key_pe, image: :meth:`key_pe` and :meth:`prepare_image` computed earlier; ``image``
+                only without ``mask_input``.
+            object_score: also return the object-score logits.
+
+        Returns:
+            low-res mask logits ``(B, K, 256, 256)`` float32 and predicted IoU ``(B, K)``, then
+            the object-score logit ``(B, 1)`` when ``object_score``.
+        """
+        batch = next((t.shape[0] for t in (points, boxes, mask_input) if t is not None), 1)
+        param = self.mask_decoder.iou_token.weight
+        sparse, dense = self.prompt_encoder(
+            self.shared_image_embedding,
+            None if points is None else points.to(param),
+            None if labels is None else labels.to(param.device),
+            None if boxes is None else boxes.to(param),
+            None if mask_input is None else mask_input.to(param),
+            batch,
+        )
+        if key_pe is None:
+            key_pe = self.key_pe()
+        if mask_input is not None:
+            image = self.mask_decoder.prepare(
+                features[-1].to(param), dense, key_pe, precompute_first_layer=False
+            )
+        elif image is None:
+            image = self.prepare_image(features, key_pe)
+        masks, iou, score = self.mask_decoder(
+            image, key_pe, sparse, multimask_output, (features[0], features[1])
+        )
+        if object_score:
+            return masks.float(), iou.float(), score.float()
+        return masks.float(), iou.float()

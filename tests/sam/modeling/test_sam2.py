@@ -1,0 +1,143 @@
+"""Our SAM 2 network against ``transformers.Sam2Model`` on the same random weights and the same
+``pixel_values`` (its image processor needs torchvision; our preprocessing is tested apart)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sam2_checkpoints import HIERA_TINY_DIMS, random_hf_sam2
+
+from sam.modeling.sam2 import Sam2, Sam2Config
+
+ATOL = 1e-4
+POINTS = [[512.0, 400.0], [200.0, 700.0], [800.0, 150.0]]
+
+
+def ours_from(hf) -> Sam2:
+    """Our model built from the HF model's config.json dict, with its weights."""
+    model = Sam2(Sam2Config.from_dict(hf.config.to_dict())).eval()
+    weights = dict(hf.state_dict())
+    del weights["prompt_encoder.shared_embedding.positional_embedding"]  # a tied copy
+    model.load_state_dict(weights, strict=True)
+    return model
+
+
+def prompts() -> dict[str, dict]:
+    mask = torch.randn(1, 1, 256, 256, generator=torch.Generator().manual_seed(3)) * 4
+    return {
+        "one point": {"points": POINTS[:1], "labels": [1]},
+        "negative points": {"points": POINTS, "labels": [1, 0, 0]},
+        "box": {"box": [100.0, 200.0, 700.0, 900.0]},
+        "box and points": {
+            "box": [250.0, 250.0, 750.0, 750.0],
+            "points": POINTS[:2],
+            "labels": [1, 0],
+        },
+        "mask input": {"points": POINTS[:2], "labels": [1, 1], "mask": mask},
+        "mask alone": {"mask": mask},
+    }
+
+
+def run_both(hf, ours: Sam2, hf_features, features, prompt: dict, multimask: bool):
+    points = None if "points" not in prompt else torch.tensor([prompt["points"]])
+    labels = None if "labels" not in prompt else torch.tensor([prompt["labels"]])
+    box = None if "box" not in prompt else torch.tensor([prompt["box"]])
+    mask = prompt.get("mask")
+    with torch.no_grad():
+        ref = hf(
+            image_embeddings=hf_features,
+            input_points=None if points is None else points[None],
+            input_labels=None if labels is None else labels[None],
+            input_boxes=None if box is None else box[None],
+            input_masks=mask,
+            multimask_output=multimask,
+        )
+        got = ours.decode(features, points, labels, box, mask, multimask, object_score=True)
+    return got, (ref.pred_masks[0], ref.iou_scores[0], ref.object_score_logits[0])
+
+
+def assert_close(got, ref) -> None:
+    (masks, iou, score), (ref_masks, ref_iou, ref_score) = got, ref
+    assert masks.shape == ref_masks.shape and iou.shape == ref_iou.shape
+    torch.testing.assert_close(iou, ref_iou, atol=ATOL, rtol=0)
+    torch.testing.assert_close(score, ref_score, atol=ATOL, rtol=0)
+    torch.testing.assert_close(masks, ref_masks, atol=ATOL, rtol=0)
+    assert ((masks > 0) == (ref_masks > 0)).float().mean() >= 0.999
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_hf_sam2):
+    ours = ours_from(tiny_hf_sam2)
+    pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return ours, ours.encode_image(pixels), tiny_hf_sam2.get_image_embeddings(pixels)
+
+
+def test_feature_maps_match_transformers(encoded):
+    _, features, hf_features = encoded
+    assert [tuple(f.shape) for f in features] == [
+        (1, 8, 256, 256),
+        (1, 16, 128, 128),
+        (1, 64, 64, 64),
+    ]
+    for got, ref in zip(features, hf_features, strict=True):
+        torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+@pytest.mark.parametrize("name", list(prompts()))
+def test_prompts_match_transformers(tiny_hf_sam2, encoded, name, multimask):
+    ours, features, hf_features = encoded
+    got, ref = run_both(tiny_hf_sam2, ours, hf_features, features, prompts()[name], multimask)
+    assert got[0].shape[1] == (3 if multimask else 1)
+    assert_close(got, ref)
+
+
+def test_single_mask_falls_back_to_the_best_candidate_when_unstable(encoded):
+    """dynamic_multimask_via_stability: with the threshold out of reach, the single output is
+    the multimask candidate with the highest IoU; at 0 it is the single-mask token's."""
+    ours, features, _ = encoded
+    prompt = (torch.tensor([POINTS[:1]]), torch.tensor([[1]]))
+    with torch.no_grad():
+        multi, multi_iou = ours.decode(features, *prompt, multimask_output=True)
+        for thresh, expect_best in ((1.01, True), (0.0, False)):
+            config = ours.mask_decoder.config
+            ours.mask_decoder.config = type(config)(
+                **{**config.__dict__, "dynamic_multimask_stability_thresh": thresh}
+            )
+            try:
+                single, single_iou = ours.decode(features, *prompt, multimask_output=False)
+            finally:
+                ours.mask_decoder.config = config
+            best = int(multi_iou[0].argmax())
+            if expect_best:
+                torch.testing.assert_close(single[0, 0], multi[0, best])
+                assert float(single_iou[0, 0]) == float(multi_iou[0, best])
+            else:
+                assert not torch.equal(single[0, 0], multi[0, best])
+
+
+def test_forward_runs_image_and_prompts(encoded):
+    ours, features, _ = encoded
+    pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        masks, iou, score = ours(pixels, torch.tensor([POINTS[:1]]), torch.tensor([[1]]))
+        ref = ours.decode(
+            features, torch.tensor([POINTS[:1]]), torch.tensor([[1]]), object_score=True
+        )
+    for got, want in zip((masks, iou, score), ref, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.slow
+def test_hiera_tiny_dims_match_transformers():
+    hf = random_hf_sam2(HIERA_TINY_DIMS, seed=4)
+    ours = ours_from(hf)
+    pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        features, hf_features = ours.encode_image(pixels), hf.get_image_embeddings(pixels)
+    for got, ref in zip(features, hf_features, strict=True):
+        torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
+    for prompt in prompts().values():
+        for multimask in (True, False):
+            assert_close(*run_both(hf, ours, hf_features, features, prompt, multimask))
