@@ -15,6 +15,7 @@ import numpy as np
 
 from sam import SamPredictor
 from sam.cache import array_digest
+from sam.dataset.annotations import Label
 from sam.dataset.colors import check_color
 from sam.errors import PromptError
 from sam.masks import mask_to_logits
@@ -183,10 +184,9 @@ def accept(session: Session) -> AnnotatedObject | None:
         next_id = doc.next_id
         verb = "Updated"
     else:
-        label = session.active_label if doc.label(session.active_label) else doc.labels[0].name
         obj = AnnotatedObject(
-            id=doc.next_id, label=label, mask=cands.mask, score=cands.score, prompt=doc.prompt,
-            logits=logits,
+            id=doc.next_id, label_id=_active_label_id(session), mask=cands.mask,
+            score=cands.score, prompt=doc.prompt, logits=logits,
         )  # fmt: skip
         objects = (*doc.objects, obj)
         next_id = doc.next_id + 1
@@ -196,8 +196,17 @@ def accept(session: Session) -> AnnotatedObject | None:
             doc, objects=objects, prompt=Prompt(), candidates=None, editing=None, next_id=next_id
         )
     )
-    session.notify(f"{verb} object #{obj.id} ({obj.label}, {obj.mask.area:,} px).")
+    session.notify(
+        f"{verb} object #{obj.id} ({session.doc.label_name(obj)}, {obj.mask.area:,} px)."
+    )
     return obj
+
+
+def _active_label_id(session: Session) -> int:
+    """The label new objects get: the active one, else the first (an image has labels)."""
+    doc = session.doc
+    lab = doc.label_by_id(session.active_label_id) or doc.labels[0]
+    return lab.id
 
 
 def undo(session: Session) -> None:
@@ -264,11 +273,11 @@ def relabel_object(session: Session, obj_id: int, name: str) -> None:
     if not name:
         raise LabelError("A label name cannot be empty.")
     obj = _get_object(session, obj_id)
-    if obj.label == name:
-        return
     doc = session.doc
-    labels = session.with_label(doc.labels, name)
-    new_obj = replace(obj, label=name)
+    if doc.label_name(obj) == name:
+        return
+    labels, label = session.with_label(doc.labels, name)
+    new_obj = replace(obj, label_id=label.id)
     session.commit(
         replace(
             doc,
@@ -297,15 +306,21 @@ def normalize_color(color: str | None, current: str) -> str:
 # -- labels ------------------------------------------------------------------------------------
 
 
-def choose_label(session: Session, name: str) -> None:
-    if session.doc.label(name) is None:
-        raise LabelError(f"There is no label “{name}”.")
-    session.active_label = name
+def _get_label(session: Session, label_id: int) -> Label:
+    lab = session.doc.label_by_id(label_id)
+    if lab is None:
+        raise LabelError("That label does not exist any more (removed in another tab?).")
+    return lab
+
+
+def choose_label(session: Session, label_id: int) -> None:
+    lab = _get_label(session, label_id)
+    session.active_label_id = lab.id
     doc = session.doc
     # While re-editing, choosing a label relabels the object being edited.
-    if doc.editing is not None and (obj := doc.object(doc.editing)) and obj.label != name:
-        relabel_object(session, obj.id, name)
-    session.notify(f"New objects will be labelled “{name}”.")
+    if doc.editing is not None and (obj := doc.object(doc.editing)) and obj.label_id != lab.id:
+        _replace_object(session, replace(obj, label_id=lab.id))
+    session.notify(f"New objects will be labelled “{lab.name}”.")
 
 
 def add_label(session: Session, name: str, color: str | None = None) -> None:
@@ -318,43 +333,36 @@ def add_label(session: Session, name: str, color: str | None = None) -> None:
     # The picker shows the active label's colour; a colour already taken means "not chosen".
     chosen = normalize_color(color, "")
     taken = {lab.color for lab in doc.labels}
-    labels = session.with_label(doc.labels, name, chosen if chosen not in taken else None)
+    labels, label = session.with_label(doc.labels, name, chosen if chosen not in taken else None)
     session.commit(replace(doc, labels=labels))
-    session.active_label = name
+    session.active_label_id = label.id
     session.notify(f"Added label “{name}”.")
 
 
-def update_label(session: Session, old: str, new_name: str, color: str | None) -> None:
-    """Rename and/or recolour a label; its objects follow."""
+def update_label(session: Session, label_id: int, new_name: str, color: str | None) -> None:
+    """Rename and/or recolour a label; its objects keep it (they refer to its id)."""
     doc = session.doc
-    lab = doc.label(old)
-    if lab is None:
-        raise LabelError(f"There is no label “{old}”.")
-    new_name = new_name.strip() or old
-    if new_name != old and doc.label(new_name) is not None:
+    lab = _get_label(session, label_id)
+    new_name = new_name.strip() or lab.name
+    if new_name != lab.name and doc.label(new_name) is not None:
         raise LabelError(f"The label “{new_name}” already exists.")
     new = replace(lab, name=new_name, color=normalize_color(color, lab.color))
     if new == lab:
         return
-    labels = tuple(new if x.name == old else x for x in doc.labels)
-    objects = tuple(replace(o, label=new_name) if o.label == old else o for o in doc.objects)
-    session.commit(replace(doc, labels=labels, objects=objects))
-    if session.active_label == old:
-        session.active_label = new_name
-    session.notify(f"Label “{old}” is now “{new_name}” ({new.color}).")
+    session.commit(replace(doc, labels=tuple(new if x.id == lab.id else x for x in doc.labels)))
+    session.notify(f"Label “{lab.name}” is now “{new_name}” ({new.color}).")
 
 
-def remove_label(session: Session, name: str) -> None:
+def remove_label(session: Session, label_id: int) -> None:
     doc = session.doc
-    if doc.label(name) is None:
-        raise LabelError(f"There is no label “{name}”.")
-    used = sum(1 for o in doc.objects if o.label == name)
+    lab = _get_label(session, label_id)
+    used = sum(1 for o in doc.objects if o.label_id == lab.id)
     if used:
-        raise LabelError(f"“{name}” is used by {used} object(s): relabel or delete them first.")
+        raise LabelError(f"“{lab.name}” is used by {used} object(s): relabel or delete them first.")
     if len(doc.labels) == 1:
         raise LabelError("Keep at least one label.")
-    session.commit(replace(doc, labels=tuple(x for x in doc.labels if x.name != name)))
-    session.notify(f"Removed label “{name}”.")
+    session.commit(replace(doc, labels=tuple(x for x in doc.labels if x.id != lab.id)))
+    session.notify(f"Removed label “{lab.name}”.")
 
 
 def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], source: str) -> int:
@@ -377,13 +385,18 @@ def add_objects(session: Session, masks: list[tuple[np.ndarray, str | None]], so
             )
         if not mask.any():
             continue
-        name = (name or "").strip() or session.active_label
-        labels = session.with_label(labels, name)
+        name = (name or "").strip()
+        if name:
+            labels, label = session.with_label(labels, name)
+            label_id = label.id
+        else:
+            label_id = _active_label_id(session)
         objects.append(
             AnnotatedObject(
-                id=next_id, label=name, mask=Mask.from_array(mask), score=1.0, source=source
+                id=next_id, label_id=label_id, mask=Mask.from_array(mask), score=1.0,
+                source=source,
             )
-        )
+        )  # fmt: skip
         next_id += 1
     added = next_id - doc.next_id
     if added:

@@ -34,8 +34,8 @@ def binary_mask_png(mask: np.ndarray | Mask) -> bytes:
 
 
 def export_image(doc: Doc) -> ImageAnnotations:
-    """The open image, its labels and objects as the exporter takes them (objects refer to
-    their label by name; the export uses the label's stable id)."""
+    """The open image, its labels and objects as the exporter takes them (objects keep their
+    label's stable id)."""
     if doc.image is None:
         raise ValueError("no image")
     height, width = doc.image.size
@@ -49,10 +49,10 @@ def export_image(doc: Doc) -> ImageAnnotations:
 
 
 def _export_object(doc: Doc, obj: AnnotatedObject) -> ObjectAnnotation:
-    label = doc.label(obj.label)
+    known = obj.label_id != UNLABELLED_ID and doc.label_by_id(obj.label_id) is not None
     return ObjectAnnotation(
         mask=obj.mask,
-        label_id=None if label is None or label.id == UNLABELLED_ID else label.id,
+        label_id=obj.label_id if known else None,
         score=obj.score,
         hidden=obj.hidden,
         color=obj.color,

@@ -190,7 +190,7 @@ class Project:
         link, doc = session.link, session.doc
         assert link is not None and doc.image is not None  # callers hold an open project image
         known = {entry.row: (obj_id, entry) for obj_id, entry in link.stored.items()}
-        names = {lab.id: lab.name for lab in doc.labels}
+        known_ids = {lab.id for lab in doc.labels}
         labels, objects, stored = doc.labels, [], {}
         next_id, skipped = doc.next_id, 0
         for rec in self.store.objects(link.image_id):
@@ -198,14 +198,17 @@ class Project:
                 skipped += 1  # the file changed size since it was annotated
                 continue
             obj_id, entry = known.get(rec.id, (None, None))
-            label = names.get(rec.label_id, UNLABELLED)
+            # A row without a label (NULL), or whose label is gone, shows as "unlabelled".
+            label_id = rec.label_id if rec.label_id in known_ids else UNLABELLED_ID
             if entry is not None and entry.version == rec.version:
-                obj = entry.obj if entry.obj.label == label else replace(entry.obj, label=label)
+                obj = entry.obj  # the row is as this tab last wrote or read it
+                if obj.label_id != label_id:  # but its label is gone
+                    obj = replace(obj, label_id=label_id)
             else:
                 if obj_id is None:
                     obj_id, next_id = next_id, next_id + 1
-                obj = _from_record(rec, obj_id, label)
-            if obj.label == UNLABELLED and all(lab.id != UNLABELLED_ID for lab in labels):
+                obj = _from_record(rec, obj_id, label_id)
+            if label_id == UNLABELLED_ID and all(lab.id != UNLABELLED_ID for lab in labels):
                 labels = (*labels, Label(UNLABELLED_ID, UNLABELLED, UNLABELLED_COLOR))
             objects.append(obj)
             stored[obj.id] = StoredObject(rec.id, obj, rec.version)
@@ -233,7 +236,6 @@ class Project:
         changed = self._write_labels(session)
         doc = session.doc
         before = self.store.object_versions(link.image_id)
-        label_ids = {lab.name: lab.id for lab in doc.labels}
         conflicts: list[int] = []  # session ids whose write met another tab's change
         kept: set[int] = set()  # rows this tab deleted but another tab had changed
         added: list[int] = []
@@ -243,7 +245,7 @@ class Project:
             if entry is not None and entry.obj is obj:
                 continue
             changed = True
-            label_id = label_ids.get(obj.label) or None  # id 0: no label (NULL)
+            label_id = obj.label_id or None  # UNLABELLED_ID (0): no label (NULL)
             if entry is None:
                 row = self.store.add_object(
                     link.image_id, obj.mask.to_array(), label_id, obj.score,
@@ -332,7 +334,7 @@ class Project:
             if lab.id not in theirs:
                 # Brought back by an undo/redo here: restore it. Deleted by another tab: let
                 # that stand unless an object here uses it.
-                if before != lab or any(o.label == lab.name for o in doc.objects):
+                if before != lab or any(o.label_id == lab.id for o in doc.objects):
                     self.store.restore_label(lab.id, lab.name, lab.color)
             elif before is not None and before != lab:
                 try:
@@ -357,7 +359,7 @@ class Project:
 
     def _read_labels(self, session: Session) -> list[str]:
         """Make the tab's labels the project's (the store's); returns notes on what another
-        tab changed. Objects follow renamed labels."""
+        tab changed. Objects keep their labels' ids, so they follow renamed labels."""
         link, doc = session.link, session.doc
         assert link is not None
         stored = tuple(self.store.labels())
@@ -374,19 +376,20 @@ class Project:
         ids = {lab.id for lab in stored}
         notes += [f"label “{lab.name}” was removed" for i, lab in mine.items() if i not in ids]
         link.labels = stored
-        if notes:  # objects follow renamed labels when they are reloaded
+        if notes:
             unlabelled = tuple(lab for lab in doc.labels if lab.id == UNLABELLED_ID)
             session.replace_doc(replace(doc, labels=stored + unlabelled))
         return notes
 
-    def check_label_removable(self, name: str) -> None:
+    def check_label_removable(self, label_id: int) -> None:
         """Raise :class:`StoreError` when objects on any image of the project use the label."""
-        for stored in self.store.labels():
-            if stored.name == name and self.store.label_usage(stored.id):
-                raise StoreError(
-                    f"“{name}” is used by {self.store.label_usage(stored.id)} object(s) in this "
-                    "project: relabel or delete them first."
-                )
+        used = self.store.label_usage(label_id)
+        if used:
+            name = next((lab.name for lab in self.store.labels() if lab.id == label_id), "")
+            raise StoreError(
+                f"“{name}” is used by {used} object(s) in this project: relabel or delete "
+                "them first."
+            )
 
     def set_status(self, session: Session, status: str) -> None:
         if session.link is None:
@@ -450,7 +453,7 @@ def _prompts(prompt: Prompt) -> dict[str, Any] | None:
     return {"points": [list(p) for p in prompt.points], "box": list(prompt.box or []) or None}
 
 
-def _from_record(rec: ObjectRecord, obj_id: int, label: str) -> AnnotatedObject:
+def _from_record(rec: ObjectRecord, obj_id: int, label_id: int) -> AnnotatedObject:
     prompts = rec.prompts or {}
     box = prompts.get("box")
     prompt = Prompt(
@@ -459,7 +462,7 @@ def _from_record(rec: ObjectRecord, obj_id: int, label: str) -> AnnotatedObject:
     )
     return AnnotatedObject(
         id=obj_id,
-        label=label,
+        label_id=label_id,
         mask=Mask.from_array(rec.mask()),
         score=1.0 if rec.score is None else float(rec.score),
         prompt=prompt,

@@ -17,8 +17,10 @@ import numpy as np
 
 from sam.dataset.annotations import Label
 from sam.dataset.colors import LABEL_PALETTE
+from sam.dataset.export import UNLABELLED
 from sam.errors import StoreError
 
+from .errors import LabelError
 from .redact import without_paths
 
 DEFAULT_LABELS: tuple[str, ...] = ("object", "background")
@@ -133,7 +135,9 @@ class Candidates:
 @dataclass(frozen=True)
 class AnnotatedObject:
     id: int
-    label: str
+    # The label's stable id (``Label.id``), never its name or place in the list: a rename
+    # (here or in another tab) leaves the object on its label. UNLABELLED_ID: no label.
+    label_id: int
     mask: Mask
     score: float
     prompt: Prompt = Prompt()
@@ -216,7 +220,16 @@ class Doc:
     proposals: Proposals | None = None  # segment everything / text results under review
 
     def label(self, name: str) -> Label | None:
+        """The label called ``name`` (what a user types or picks), if any."""
         return next((lab for lab in self.labels if lab.name == name), None)
+
+    def label_by_id(self, label_id: int) -> Label | None:
+        return next((lab for lab in self.labels if lab.id == label_id), None)
+
+    def label_name(self, obj: AnnotatedObject) -> str:
+        """The name of ``obj``'s label as it is now (``UNLABELLED`` for none)."""
+        lab = self.label_by_id(obj.label_id)
+        return lab.name if lab else UNLABELLED
 
     def object(self, obj_id: int) -> AnnotatedObject | None:
         return next((o for o in self.objects if o.id == obj_id), None)
@@ -224,7 +237,7 @@ class Doc:
     def color_of(self, obj: AnnotatedObject) -> str:
         if obj.color:
             return obj.color
-        lab = self.label(obj.label)
+        lab = self.label_by_id(obj.label_id)
         return lab.color if lab else LABEL_PALETTE[0]
 
     def next_color(self) -> str:
@@ -282,7 +295,7 @@ class Session:
     undo_stack: list[Doc] = field(default_factory=list)
     redo_stack: list[Doc] = field(default_factory=list)
     view: View = field(default_factory=View)
-    active_label: str = DEFAULT_LABELS[0]
+    active_label_id: int = 1  # the label new objects get: default_labels()' first
     selected_object: int | None = None
     model_source: str | None = None  # None: the app's default model
     message: str = ""  # last notice or error, shown under the image
@@ -290,14 +303,28 @@ class Session:
     link: ProjectLink | None = None  # set while a project image is open
     gallery_filter: str = "all"  # project gallery: "all" or an image status
 
+    @property
+    def active_label(self) -> str:
+        """The name of the label new objects get ("" when the image has no labels)."""
+        lab = self.doc.label_by_id(self.active_label_id)
+        return lab.name if lab else ""
+
+    @active_label.setter
+    def active_label(self, name: str) -> None:
+        lab = self.doc.label(name)
+        if lab is None:
+            raise LabelError(f"There is no label “{name}”.")
+        self.active_label_id = lab.id
+
     def with_label(
         self, labels: tuple[Label, ...], name: str, color: str | None = None
-    ) -> tuple[Label, ...]:
-        """``labels`` with one called ``name``, added when missing: in a project the store
-        hands out its id (and returns the project's label if another tab just made it), else
-        the next free id; ids already given out are never renumbered."""
-        if any(lab.name == name for lab in labels):
-            return labels
+    ) -> tuple[tuple[Label, ...], Label]:
+        """``labels`` with one called ``name``, added when missing, and that label: in a
+        project the store hands out its id (and returns the project's label if another tab
+        just made it), else the next free id; ids already given out are never renumbered."""
+        same = next((lab for lab in labels if lab.name == name), None)
+        if same is not None:
+            return labels, same
         color = color or next_color(labels)
         if self.link is not None and self.link.allocate is not None:
             new = self.link.allocate(name, color)
@@ -305,7 +332,7 @@ class Session:
             new = Label(max((lab.id for lab in labels), default=0) + 1, name, color)
         if any(lab.id == new.id for lab in labels):  # renamed by another tab a moment ago
             raise StoreError(f"The label “{name}” was just changed in another tab; try again.")
-        return (*labels, new)
+        return (*labels, new), new
 
     def notify(self, text: str, error: bool = False) -> None:
         # Messages reach a remote page: an absolute server path (an upload's temp file, a
@@ -360,5 +387,5 @@ class Session:
         """Keep the tab's selections pointing at things that exist in the current doc."""
         if self.selected_object is not None and self.doc.object(self.selected_object) is None:
             self.selected_object = None
-        if self.doc.label(self.active_label) is None and self.doc.labels:
-            self.active_label = self.doc.labels[0].name
+        if self.doc.label_by_id(self.active_label_id) is None and self.doc.labels:
+            self.active_label_id = self.doc.labels[0].id

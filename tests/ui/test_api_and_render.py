@@ -325,7 +325,7 @@ def test_hostile_names_and_colours_render_as_text_and_safe_colours(handlers, ope
         for i, (name, color) in enumerate(zip(HOSTILE_NAMES, HOSTILE_COLORS, strict=True))
     )
     objects = tuple(
-        AnnotatedObject(id=i + 1, label=lab.name, mask=Mask.from_array(mask), score=1.0,
+        AnnotatedObject(id=i + 1, label_id=lab.id, mask=Mask.from_array(mask), score=1.0,
                         color=HOSTILE_COLORS[-1 - i])
         for i, lab in enumerate(labels)
     )  # fmt: skip
@@ -377,7 +377,7 @@ def test_coco_category_names_are_labels_shown_as_text(handlers, opened, tmp_path
     path.write_text(json.dumps(coco))
     handlers.on_import(opened, str(path))
     assert not opened.message_is_error, opened.message
-    assert [o.label for o in opened.doc.objects] == [HOSTILE_NAMES[1], "7"]
+    assert [opened.doc.label_name(o) for o in opened.doc.objects] == [HOSTILE_NAMES[1], "7"]
     shown = "".join(assert_inert(render.labels_html(opened)).text)
     assert HOSTILE_NAMES[1] in shown
 

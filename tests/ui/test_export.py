@@ -128,8 +128,27 @@ def _doc_with_objects(n: int, size: tuple[int, int] = (20, 20)) -> Doc:
     for i in range(n):
         m = np.zeros((h, w), bool)
         m[(i // w) % h, i % w] = True
-        objects.append(AnnotatedObject(id=i + 1, label="a", mask=Mask.from_array(m), score=1.0))
+        objects.append(AnnotatedObject(id=i + 1, label_id=1, mask=Mask.from_array(m), score=1.0))
     return Doc(image=image, labels=(Label(1, "a", "#ff0000"),), objects=tuple(objects))
+
+
+def test_renamed_label_keeps_its_objects_and_its_id(handlers, opened):
+    """A rename moves no object: they keep the label (its id, in the export too), and a new
+    label taking the old name is another label."""
+    handlers.on_add_label(opened, "car", "#ff0000")
+    handlers.prompt(opened, {"kind": "point", "x": 500, "y": 375})
+    handlers.on_accept(opened)
+    handlers.on_save_label(opened, "vehicle", "#ff0000")
+    handlers.on_add_label(opened, "car", "#0000ff")
+    handlers.prompt(opened, {"kind": "point", "x": 1500, "y": 500})
+    handlers.on_accept(opened)
+    assert [opened.doc.label_name(o) for o in opened.doc.objects] == ["vehicle", "car"]
+    assert "#1 vehicle" in handlers.view(opened)["objects"]
+    meta = json.loads(_zip_files(handlers.on_export_zip(opened))["labels.json"])
+    assert [(o["label"], o["label_id"]) for o in meta["objects"]] == [("vehicle", 3), ("car", 4)]
+    handlers.on_undo(opened)
+    handlers.on_undo(opened)  # the new "car" gone; the first object is still "vehicle"
+    assert [opened.doc.label_name(o) for o in opened.doc.objects] == ["vehicle"]
 
 
 def test_instance_map_is_16_bit_beyond_255_objects(tmp_path: Path):

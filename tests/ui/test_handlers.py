@@ -143,18 +143,21 @@ def test_accept_with_labels_and_label_editing(handlers, opened):
     handlers.on_choose_label(opened, _evt({"id": 1}))
     click(handlers, opened, 100, 1000)
     updates = handlers.on_accept(opened)
-    assert [(o.id, o.label) for o in opened.doc.objects] == [(1, "car"), (2, "object")]
+    assert [(o.id, opened.doc.label_name(o)) for o in opened.doc.objects] == [
+        (1, "car"),
+        (2, "object"),
+    ]
     assert opened.doc.color_of(opened.doc.objects[0]) == "#ff0000"
     assert "#1 car" in updates["objects"] and "#2 object" in updates["objects"]
 
     # Rename the label: its objects follow. Relabel and recolour one object.
     handlers.on_choose_label(opened, _evt({"id": 3}))
     handlers.on_save_label(opened, "vehicle", "#00ff00")
-    assert opened.doc.objects[0].label == "vehicle"
+    assert opened.doc.label_name(opened.doc.objects[0]) == "vehicle"
     handlers.object_action(opened, 2, "select")
     handlers.on_object_label(opened, "wheel")  # a new name becomes a new label
     handlers.on_object_color(opened, "rgba(1, 2, 3, 1)")
-    assert opened.doc.objects[1].label == "wheel"
+    assert opened.doc.label_name(opened.doc.objects[1]) == "wheel"
     assert opened.doc.label("wheel") is not None
     assert opened.doc.color_of(opened.doc.objects[1]) == "#010203"
     # A label in use cannot be removed; an unused one can.

@@ -16,6 +16,7 @@ from PIL import Image
 from project_app import NAMES, add_object, make_handlers, start
 from pycocotools.coco import COCO
 
+from sam.image_io import load_image
 from sam.masks import mask_to_logits, mask_to_rle
 from ui import actions
 from ui.handlers import Handlers
@@ -102,7 +103,7 @@ def test_reopening_the_folder_restores_objects_labels_and_refines_them(
 
     again = make_handlers(folder, tiny_checkpoint, tmp_path / "second")
     s2, _ = start(again)
-    assert [o.label for o in s2.doc.objects] == ["pet"]
+    assert [s2.doc.label_name(o) for o in s2.doc.objects] == ["pet"]
     np.testing.assert_array_equal(s2.doc.objects[0].mask.to_array(), mask)
     assert s2.doc.objects[0].prompt.points == ((300, 200, 1),)
     assert s2.doc.label("pet").color == "#00bb00"
@@ -254,7 +255,7 @@ def test_import_png_and_coco_then_edit_seeds_mask_input(app, folder, tmp_path):
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(coco))
     app.on_import(s, str(path))
-    assert s.doc.objects[-1].label == "ball" and not s.message_is_error, s.message
+    assert s.doc.label_name(s.doc.objects[-1]) == "ball" and not s.message_is_error, s.message
     truck_id = app.project.store.image_id("truck.jpg")
     (obj,) = app.project.store.objects(truck_id)
     np.testing.assert_array_equal(obj.mask(), truck)
@@ -300,3 +301,24 @@ def test_app_project_flags():
     with pytest.raises(SystemExit):
         app.parse_args(["--db", "x.sqlite"])  # a database belongs to an image folder
     assert app.main(["--images", "/nonexistent/folder"]) == 2
+
+
+def test_objects_without_a_label_never_take_a_label_of_that_name(app, folder):
+    """A label really called "unlabelled" (masks imported without a class get one) and an
+    object with no label at all are two things: editing either keeps it where it was."""
+    store = app.project.store
+    image_id = store.image_id("dog.jpg")
+    named = store.ensure_label("unlabelled").id
+    h, w = load_image(folder / "dog.jpg").shape[:2]
+    first, second = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    first[10:40, 10:40] = second[60:90, 60:90] = True
+    store.add_object(image_id, first, named)
+    store.add_object(image_id, second, None)
+    s, _ = start(app)
+    assert [s.doc.label_name(o) for o in s.doc.objects] == ["unlabelled", "unlabelled"]
+    app.object_action(s, 1, "hide")
+    app.object_action(s, 2, "hide")
+    assert [(r.label_id, r.hidden) for r in store.objects(image_id)] == [
+        (named, True),
+        (None, True),
+    ]

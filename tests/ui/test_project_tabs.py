@@ -89,7 +89,7 @@ def test_edit_of_an_object_changed_in_another_tab_keeps_the_other_change(app):
     (rec,) = rows(app, b)
     labels = {lab.id: lab.name for lab in app.project.store.labels()}
     assert labels[rec.label_id] == "dog" and not rec.hidden  # A's edit stands
-    assert b.doc.objects[0].label == "dog"  # B shows it
+    assert b.doc.label_name(b.doc.objects[0]) == "dog"  # B shows it
     app.object_action(b, 1, "hide")  # and B's next try works
     assert rows(app, b)[0].hidden and not b.message_is_error
 
@@ -126,7 +126,7 @@ def test_label_renamed_in_another_process_does_not_come_back(app, other_process)
     add_object(other_process, b, 600, 300)
     names = [lab.name for lab in other_process.project.store.labels()]
     assert "object" not in names and "vehicle" in names
-    assert [o.label for o in b.doc.objects] == ["vehicle", "vehicle"]
+    assert [b.doc.label_name(o) for o in b.doc.objects] == ["vehicle", "vehicle"]
     assert b.active_label == "vehicle"
     labels = {lab.id: lab.name for lab in app.project.store.labels()}
     assert [labels[r.label_id] for r in rows(app, a)] == ["vehicle", "vehicle"]
@@ -174,3 +174,23 @@ def test_a_label_chip_chooses_its_label_after_another_tab_changed_the_list(app):
     # (the position too, which is what the page used to send).
     app.on_choose_label(b, js_event({"id": int(chip[1]), "index": int(chip[2])}))
     assert b.active_label == "dog", b.message
+
+
+def test_label_renamed_in_another_tab_keeps_its_objects_and_the_tabs_choice(app):
+    """Objects and the tab's chosen label refer to the label's id: when another tab renames
+    it, they follow the new name; nothing falls back to another label or duplicates one."""
+    a, _ = start(app)
+    b, _ = start(app)
+    app.on_add_label(b, "cat", "#112233")  # B labels new objects "cat"
+    add_object(app, b, 300, 200)
+    cat_id = b.active_label_id
+    app.on_view(a, 0.4, False)  # A sees "cat"
+    a.active_label = "cat"
+    app.on_save_label(a, "feline", "#112233")
+    add_object(app, b, 600, 300)  # B, still showing "cat", accepts one more with it
+    assert b.active_label == "feline", b.message
+    assert [b.doc.label_name(o) for o in b.doc.objects] == ["feline", "feline"]
+    assert [r.label_id for r in rows(app, b)] == [cat_id, cat_id]
+    names = [lab.name for lab in app.project.store.labels()]
+    assert names == ["object", "background", "feline"]
+    assert_tab_matches_store(app, b)

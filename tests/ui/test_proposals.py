@@ -228,7 +228,7 @@ def test_accepted_become_objects_with_the_label_and_undo(handlers: Handlers, rev
     doc = reviewing.doc
     assert doc.proposals is None and "sam-review" not in update["stage"]
     assert update["proposal_panel"]["visible"] is False
-    assert [o.label for o in doc.objects] == ["vehicle"] * 3
+    assert [doc.label_name(o) for o in doc.objects] == ["vehicle"] * 3
     assert doc.label("vehicle") is not None, "a new label name becomes a label"
     for obj, p in zip(doc.objects, chosen, strict=True):
         np.testing.assert_array_equal(obj.mask.to_array(), p.mask.to_array())
@@ -252,7 +252,7 @@ def test_enter_adds_and_esc_discards(handlers: Handlers, reviewing: Session):
     assert reviewing.message_is_error and "No proposal is accepted yet" in reviewing.message
     handlers.on_proposal(reviewing, _Evt({"index": 1}))
     handlers.on_accept(reviewing, None)  # Enter: the active label
-    assert [o.label for o in reviewing.doc.objects] == [reviewing.active_label]
+    assert [reviewing.doc.label_name(o) for o in reviewing.doc.objects] == [reviewing.active_label]
     everything(handlers, reviewing)
     n = len(reviewing.doc.proposals.items)
     handlers.on_clear(reviewing)  # Esc
@@ -357,7 +357,7 @@ def test_text_proposals_carry_their_phrases(
     text_handlers.on_accept_above(session, 0.0)
     text_handlers.on_add_accepted(session, proposals.PHRASE)
     doc = session.doc
-    assert [o.label for o in doc.objects] == [p.phrase for p in props.items]
+    assert [doc.label_name(o) for o in doc.objects] == [p.phrase for p in props.items]
     assert all(doc.label(p.phrase) is not None for p in props.items)
     assert {o.source for o in doc.objects} == {"text"}
 

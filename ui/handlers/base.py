@@ -64,7 +64,7 @@ class HandlerBase:
         }
 
     def label_fields(self, session: Session) -> Updates:
-        lab = session.doc.label(session.active_label)
+        lab = session.doc.label_by_id(session.active_label_id)
         return {
             "label_name": lab.name if lab else "",
             "label_color": lab.color if lab else LABEL_PALETTE[0],
@@ -82,7 +82,7 @@ class HandlerBase:
         return {
             "obj_panel": gr.update(visible=True),
             "obj_title": f"**Object #{obj.id}** — {obj.mask.area:,} px, IoU {obj.score:.3f}",
-            "obj_label": gr.update(choices=names, value=obj.label),
+            "obj_label": gr.update(choices=names, value=doc.label_name(obj)),
             "obj_color": doc.color_of(obj),
         }
 
@@ -137,14 +137,16 @@ class HandlerBase:
         )
 
     def tick_view(self, session: Session) -> Updates:
-        """The model's status and the background encoding's progress."""
+        """The model's status and, in a project, the background encoding's progress."""
         loading = self.manager.is_loading(session.model_source)
         prefetch = self.project.prefetch_status() if self.project else None
-        return {
+        updates: Updates = {
             "model_status": self.model_status_html(session),
-            "prefetch": render.prefetch_html(prefetch),
             "timer": gr.Timer(active=loading or (prefetch is not None and not prefetch.idle)),
         }
+        if self.project is not None:  # the page has no encoding line without a project
+            updates["prefetch"] = render.prefetch_html(prefetch)
+        return updates
 
     def proposal_view(self, session: Session) -> Updates:
         """The review panel: shown only while there are proposals."""

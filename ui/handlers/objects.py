@@ -17,9 +17,8 @@ class ObjectHandlers(HandlerBase):
         # By id, not position: another tab's label changes may have reordered the list
         # since the page drew it.
         chosen = payload.get("id")
-        lab = next((lab for lab in session.doc.labels if lab.id == chosen), None)
-        if lab is not None:
-            actions.choose_label(session, lab.name)
+        if any(lab.id == chosen for lab in session.doc.labels):
+            actions.choose_label(session, chosen)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
     @event
@@ -29,14 +28,14 @@ class ObjectHandlers(HandlerBase):
 
     @event
     def on_save_label(self, session: Session, name: str, color: str) -> Updates:
-        actions.update_label(session, session.active_label, name or "", color)
+        actions.update_label(session, session.active_label_id, name or "", color)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
     @event
     def on_remove_label(self, session: Session) -> Updates:
         if self.project is not None and session.link is not None:
-            self.project.check_label_removable(session.active_label)
-        actions.remove_label(session, session.active_label)
+            self.project.check_label_removable(session.active_label_id)
+        actions.remove_label(session, session.active_label_id)
         return {**self.view(session), **self.label_fields(session), **self.object_fields(session)}
 
     @event

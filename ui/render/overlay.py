@@ -191,7 +191,7 @@ def current_color(session: Session) -> str:
     doc = session.doc
     if doc.editing is not None and (obj := doc.object(doc.editing)) is not None:
         return doc.color_of(obj)
-    lab = doc.label(session.active_label)
+    lab = doc.label_by_id(session.active_label_id)
     return lab.color if lab else FALLBACK_COLOR
 
 

@@ -17,12 +17,12 @@ from .media import file_url
 
 def labels_html(session: Session) -> str:
     doc = session.doc
-    counts: dict[str, int] = {}
+    counts: dict[int, int] = {}
     for obj in doc.objects:
-        counts[obj.label] = counts.get(obj.label, 0) + 1
+        counts[obj.label_id] = counts.get(obj.label_id, 0) + 1
     chips = []
     for i, lab in enumerate(doc.labels):
-        active = " sam-active" if lab.name == session.active_label else ""
+        active = " sam-active" if lab.id == session.active_label_id else ""
         key = f"<kbd>{i + 1}</kbd>" if i < 9 else ""
         chip = attrs(
             class_=f"sam-chip{active}", data_event="choose", data_id=lab.id, data_index=i,
@@ -30,7 +30,7 @@ def labels_html(session: Session) -> str:
         )  # fmt: skip
         chips.append(
             f"<button{chip}>{key}{_swatch(lab.color)}"
-            f"{text(lab.name)} <small>({counts.get(lab.name, 0)})</small></button>"
+            f"{text(lab.name)} <small>({counts.get(lab.id, 0)})</small></button>"
         )
     return f'<div class="sam-chips">{"".join(chips)}</div>'
 
@@ -58,7 +58,7 @@ def objects_html(session: Session) -> str:
         )
         rows.append(
             f"<div{row}>{_swatch(doc.color_of(obj))}"
-            f'<span class="sam-obj-name">#{obj.id} {text(obj.label)}</span>'
+            f'<span class="sam-obj-name">#{obj.id} {text(doc.label_name(obj))}</span>'
             f'<span class="sam-obj-meta">{100 * obj.mask.area / total:.1f}%</span>'
             f"<button{_act(obj.id, 'hide', eye)}>{'◌' if obj.hidden else '◉'}</button>"
             f"<button{_act(obj.id, 'edit', 'Re-edit with more clicks')}>✎</button>"
