@@ -557,4 +557,12 @@ def _proposal_controls(lists_js: str) -> dict[str, Any]:
 
 
 def _to_components(updates: Updates, outputs: dict[str, Any]) -> dict[Any, Any]:
-    return {outputs[name]: value for name, value in updates.items() if name in outputs}
+    """A handler's ``{name: value}`` as ``{component: value}``; a name the page has no output
+    for is a bug (a typo, or a part this page leaves out), so it raises rather than vanish."""
+    unknown = sorted(set(updates) - set(outputs))
+    if unknown:
+        raise LookupError(
+            f"No page output named {', '.join(map(repr, unknown))}; the page has "
+            f"{', '.join(sorted(outputs))}."
+        )
+    return {outputs[name]: value for name, value in updates.items()}

@@ -96,3 +96,28 @@ def test_the_event_wrapper_imports_no_handlers():
     tree = ast.parse(Path(ui.events.__file__).read_text(encoding="utf-8"))
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert imported and not [m for m in imported if "handlers" in m]
+
+
+def test_every_output_a_handler_names_is_on_the_page(manager, tmp_path: Path):
+    """A page without a project has no encoding line: the tick must not name it."""
+    from ui.layout import build_demo
+
+    demo = build_demo(manager, media_dir=tmp_path / "media", examples=[])
+    tick = next(fn.fn for fn in demo.fns.values() if fn.name == "on_tick")
+    shown = tick(Session())
+    assert {getattr(c, "elem_id", None) for c in shown} >= {"sam-model-status"}
+
+
+def test_an_output_name_with_a_typo_raises_with_that_name(
+    manager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from ui.layout import build_demo
+
+    def on_tick(self: Handlers, session: Session) -> dict[str, str]:
+        return {"stge": "<p>hi</p>"}
+
+    monkeypatch.setattr(Handlers, "on_tick", on_tick)
+    demo = build_demo(manager, media_dir=tmp_path / "media", examples=[])
+    tick = next(fn.fn for fn in demo.fns.values() if fn.name == "on_tick")
+    with pytest.raises(LookupError, match="No page output named 'stge'"):
+        tick(Session())
