@@ -8,6 +8,7 @@ rest of the engine never imports it. Without the extra, or when the detector can
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,15 @@ def normalise_prompt(text: str) -> str:
     if not phrases:
         raise TextPromptError("Type what to find, e.g. 'dog. cat.'")
     return " ".join(f"{p}." for p in phrases)
+
+
+def clean_phrase(phrase: str, query: str) -> str:
+    """A label from a detected phrase: tokenizer markers and the prompt's dots removed
+    (``"dog. [SEP]"`` -> ``"dog"``); the query's first phrase when nothing is left."""
+    words = re.sub(r"\[(?:CLS|SEP|PAD|UNK|MASK)\]", " ", phrase).replace(".", " ").split()
+    if words:
+        return " ".join(words)
+    return query.split(".")[0].strip() or query.strip()
 
 
 class GroundingDetector:

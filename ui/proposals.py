@@ -12,7 +12,6 @@ from __future__ import annotations
 import colorsys
 import importlib.util
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from sam.text_prompt import (
     DEFAULT_DETECTOR,
     GroundingDetector,
     TextPromptConfig,
+    clean_phrase,
     segment_by_text,
 )
 
@@ -72,15 +72,6 @@ def segment_everything(
         for i, p in enumerate(found)
     )
     return Proposals(items, "everything")
-
-
-def clean_phrase(phrase: str, query: str) -> str:
-    """A label from a detected phrase: tokenizer markers and the prompt's dots removed
-    (``"dog. [SEP]"`` -> ``"dog"``); the query's first phrase when nothing is left."""
-    words = re.sub(r"\[(?:CLS|SEP|PAD|UNK|MASK)\]", " ", phrase).replace(".", " ").split()
-    if words:
-        return " ".join(words)
-    return query.split(".")[0].strip() or query.strip()
 
 
 def find_by_text(
@@ -275,15 +266,14 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
             "No proposal is accepted yet: click masks on the image to accept them, or use "
             "Accept all above a score."
         )
-    active = doc.label_by_id(session.active_label_id)
-    fallback = (active or doc.labels[0]).name
+    fallback = session.active_label if doc.label(session.active_label) else doc.labels[0].name
     labels, objects, next_id = doc.labels, list(doc.objects), doc.next_id
     added = []
     for p in chosen:
         name = label_for(p, choice, fallback)
-        labels, label = session.with_label(labels, name)
+        labels = session.with_label(labels, name)
         obj = AnnotatedObject(
-            id=next_id, label_id=label.id, mask=p.mask, score=p.mask_score, prompt=p.prompt,
+            id=next_id, label=name, mask=p.mask, score=p.mask_score, prompt=p.prompt,
             source=proposals.source,
         )  # fmt: skip
         objects.append(obj)
@@ -292,7 +282,7 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
     session.commit(
         replace(doc, labels=labels, objects=tuple(objects), next_id=next_id, proposals=None)
     )
-    names = sorted({session.doc.label_name(o) for o in added})
+    names = sorted({o.label for o in added})
     session.notify(
         f"Added {len(added)} object(s) ({', '.join(names)}); Undo brings the proposals back."
     )

@@ -27,7 +27,7 @@ from ..masks import mask_to_rle, rle_bbox_area, rle_to_mask
 from .annotations import Label
 from .colors import LABEL_PALETTE, check_color, parse_color
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("not_started", "in_progress", "done")
 DEFAULT_DB_NAME = ".sam-annotator/annotations.sqlite"
 
@@ -69,6 +69,8 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # v2: an object may override its label's colour.
     2: "ALTER TABLE objects ADD COLUMN color TEXT;",
+    # v3: proposals written by batch auto-labelling wait for review (reviewed = 0).
+    3: "ALTER TABLE objects ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 1;",
 }
 
 # Default of update_object's optional fields: leave the stored value as it is.
@@ -106,6 +108,7 @@ class ObjectRecord:
     hidden: bool = False
     color: str | None = None  # None: the label's colour
     version: float = 0.0  # updated_at: changes with every write to the row
+    reviewed: bool = True  # False: a proposal of ``python -m sam.autolabel`` awaiting review
 
     def mask(self) -> np.ndarray:
         """The mask as ``(H, W) bool``."""
@@ -218,7 +221,8 @@ class AnnotationStore:
 
     def images(self, status: str | None = None) -> list[ImageRecord]:
         query = (
-            "SELECT i.*, (SELECT COUNT(*) FROM objects o WHERE o.image_id = i.id) AS n "
+            "SELECT i.*, (SELECT COUNT(*) FROM objects o WHERE o.image_id = i.id"
+            " AND o.reviewed = 1) AS n "
             "FROM images i"
         )
         args: tuple = ()
@@ -410,6 +414,40 @@ class AnnotationStore:
             )
             return int(cur.lastrowid)
 
+    def add_proposals(
+        self,
+        image_id: int,
+        source: str,
+        proposals: Iterable[tuple[dict[str, Any], float | None, dict[str, Any] | None, int | None]],
+    ) -> list[int]:
+        """Store an image's auto-labelling results as objects awaiting review, all in one
+        transaction (a crash leaves an image with all of them or none). Each proposal is
+        ``(COCO RLE, score, prompts, label id)``; ``source`` is "everything" or "text". The
+        image's status is left as it is: nothing was annotated yet."""
+        now = time.time()
+        ids = []
+        with self._tx() as conn:
+            for rle, score, prompts, label_id in proposals:
+                bbox, area = rle_bbox_area(rle)
+                cur = conn.execute(
+                    "INSERT INTO objects (image_id, label_id, rle, bbox, area, score, prompts,"
+                    " source, reviewed, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,0,?,?)",
+                    (
+                        image_id, label_id, json.dumps(rle), json.dumps(bbox), area, score,
+                        None if prompts is None else json.dumps(prompts), source, now, now,
+                    ),
+                )  # fmt: skip
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def images_with_proposals(self) -> set[int]:
+        """Ids of the images holding proposals that await review."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT image_id FROM objects WHERE reviewed = 0"
+            ).fetchall()
+        return {int(r[0]) for r in rows}
+
     def update_object(
         self,
         object_id: int,
@@ -483,14 +521,18 @@ class AnnotationStore:
         """``{object id: version}`` of an image's objects: a cheap way to see what changed."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, updated_at FROM objects WHERE image_id = ?", (image_id,)
+                "SELECT id, updated_at FROM objects WHERE image_id = ? AND reviewed = 1",
+                (image_id,),
             ).fetchall()
         return {int(r[0]): float(r[1]) for r in rows}
 
-    def objects(self, image_id: int | None = None) -> list[ObjectRecord]:
-        query, args = "SELECT * FROM objects", ()
+    def objects(self, image_id: int | None = None, reviewed: bool = True) -> list[ObjectRecord]:
+        """The objects of an image (of the project when ``image_id`` is None): annotations, or
+        with ``reviewed=False`` the auto-labelling proposals that await review (never
+        exported, counted or synced as annotations)."""
+        query, args = "SELECT * FROM objects WHERE reviewed = ?", (int(reviewed),)
         if image_id is not None:
-            query, args = query + " WHERE image_id = ?", (image_id,)
+            query, args = query + " AND image_id = ?", (*args, image_id)
         with self._lock:
             rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
         return [
@@ -507,6 +549,7 @@ class AnnotationStore:
                 hidden=bool(r["hidden"]),
                 color=_stored_color(r["color"], None, f"object {r['id']}"),
                 version=float(r["updated_at"]),
+                reviewed=bool(r["reviewed"]),
             )
             for r in rows
         ]

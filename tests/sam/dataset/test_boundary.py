@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 SAM = Path(__file__).resolve().parents[3] / "sam"
-# The dataset layer itself, and the one-line entry point of ``python -m sam.export``.
-DATASET_SIDE = {SAM / "dataset", SAM / "export.py"}
+# The dataset layer itself, and the one-line entry points of ``python -m sam.export`` and
+# ``python -m sam.autolabel``.
+DATASET_SIDE = {SAM / "dataset", SAM / "export.py", SAM / "autolabel.py"}
 
 
 def engine_files() -> list[Path]:
