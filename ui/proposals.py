@@ -266,14 +266,15 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
             "No proposal is accepted yet: click masks on the image to accept them, or use "
             "Accept all above a score."
         )
-    fallback = session.active_label if doc.label(session.active_label) else doc.labels[0].name
+    active = doc.label_by_id(session.active_label_id)
+    fallback = (active or doc.labels[0]).name
     labels, objects, next_id = doc.labels, list(doc.objects), doc.next_id
     added = []
     for p in chosen:
         name = label_for(p, choice, fallback)
-        labels = session.with_label(labels, name)
+        labels, label = session.with_label(labels, name)
         obj = AnnotatedObject(
-            id=next_id, label=name, mask=p.mask, score=p.mask_score, prompt=p.prompt,
+            id=next_id, label_id=label.id, mask=p.mask, score=p.mask_score, prompt=p.prompt,
             source=proposals.source,
         )  # fmt: skip
         objects.append(obj)
@@ -282,7 +283,7 @@ def add_accepted(session: Session, choice: str | None) -> list[AnnotatedObject]:
     session.commit(
         replace(doc, labels=labels, objects=tuple(objects), next_id=next_id, proposals=None)
     )
-    names = sorted({o.label for o in added})
+    names = sorted({session.doc.label_name(o) for o in added})
     session.notify(
         f"Added {len(added)} object(s) ({', '.join(names)}); Undo brings the proposals back."
     )
