@@ -17,6 +17,7 @@ import gradio as gr
 from sam.automatic import AutoMaskConfig
 from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
+from .endpoint import predict_endpoint
 from .handlers import Handlers, Updates
 from .html import text
 from .lanes import SessionLanes, in_session_lane
@@ -296,16 +297,6 @@ def build_demo(
                 with gr.Accordion("Keyboard & mouse", open=True):
                     gr.HTML(SHORTCUTS + (PROJECT_SHORTCUTS if project else ""), js_on_load=None)
 
-        # Hidden components behind the HTTP API (`api_name="predict"`).
-        with gr.Group(visible=False):
-            api_image = gr.File(label="image", type="filepath")
-            api_points = gr.Textbox(label="points")
-            api_box = gr.Textbox(label="box")
-            api_multimask = gr.Checkbox(label="multimask", value=True)
-            api_mask = gr.File(label="mask")
-            api_info = gr.JSON(label="info")
-            api_btn = gr.Button("predict")
-
         outputs: dict[str, gr.components.Component | gr.Column] = {
             "state": state,
             "stage": stage,
@@ -427,14 +418,10 @@ def build_demo(
         export_mask_btn.click(wire(h.on_export_mask), [state], **private)
         model_btn.click(wire(h.on_model_change), [state, model_choice], **private)
 
-        api_btn.click(
-            h.api_predict,
-            [api_image, api_points, api_box, api_multimask],
-            [api_mask, api_info],
+        # The HTTP API: an endpoint of its own (no page components), typed by ui/endpoint.py.
+        gr.api(
+            predict_endpoint(h.api_predict),
             api_name="predict",
-            # The handler takes the upload's path from Gradio's file payload itself: gr.File's
-            # preprocessing would leave an empty temp file in Gradio's cache on every call.
-            preprocess=False,
             api_description=(
                 "Segment an image. points: JSON [[x, y, label], ...] (label 1 = object, "
                 "0 = background; at most 64 points), box: JSON [x0, y0, x1, y1] or empty, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -57,3 +58,20 @@ def test_predict_errors_are_messages(client):
 def test_api_lists_only_predict(client):
     info = client.view_api(print_info=False, return_format="dict")
     assert list(info["named_endpoints"]) == ["/predict"]
+
+
+def test_predict_reads_only_uploaded_files(app_server):
+    """A raw request naming a file on the server that was not uploaded is refused; the same
+    file uploaded first is segmented."""
+    with DOG.open("rb") as f:
+        upload = httpx.post(f"{app_server.url}/gradio_api/upload", files={"files": f})
+    (uploaded,) = upload.json()
+    replies = {}
+    for path in (str(DOG), uploaded):
+        data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, "[[300, 200, 1]]", "", True]
+        call = httpx.post(f"{app_server.url}/gradio_api/call/predict", json={"data": data})
+        event_id = call.raise_for_status().json()["event_id"]
+        stream = f"{app_server.url}/gradio_api/call/predict/{event_id}"
+        replies[path] = httpx.get(stream, timeout=300).text  # encoding the image takes a while
+    assert "event: error" in replies[str(DOG)], replies
+    assert "event: complete" in replies[uploaded] and "mask.png" in replies[uploaded], replies

@@ -15,10 +15,12 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from gradio import FileData
 from PIL import Image
 
 from sam.errors import PromptError
 from ui import actions, api, render
+from ui.endpoint import predict_endpoint
 from ui.layout import build_demo
 from ui.state import AnnotatedObject, Label, Mask, Proposal, Proposals, Session
 
@@ -164,6 +166,39 @@ def test_build_demo_exposes_only_predict(manager, tmp_path):
         if getattr(fn, "api_visibility", "public") == "public" and fn.api_name
     ]
     assert public == ["predict"]
+
+
+def test_the_api_keeps_its_parameters_and_results(manager, tmp_path):
+    """Clients call /predict with these names (multimask may be left out) and get back a mask
+    file and the info: the contract README documents."""
+    demo = build_demo(manager, media_dir=tmp_path / "media", examples=[])
+    endpoint = demo.get_api_info()["named_endpoints"]["/predict"]
+    params = [
+        (p["parameter_name"], p["parameter_has_default"], p["parameter_default"])
+        for p in endpoint["parameters"]
+    ]
+    assert params == [
+        ("image", False, None),
+        ("points", False, None),
+        ("box", False, None),
+        ("multimask", True, True),
+    ]
+    assert endpoint["parameters"][0]["python_type"]["type"] == "filepath"
+    assert len(endpoint["returns"]) == 2
+
+
+def test_the_endpoint_returns_the_mask_as_a_file(handlers, truck_path, engine):
+    """What gr.api sends back: a file Gradio serves (not a server path as text), and the info."""
+    predict = predict_endpoint(handlers.api_predict)
+    mask_file, info = predict({"path": str(truck_path)}, "[[500, 375, 1]]", "", False)
+    assert isinstance(mask_file, FileData)
+    masks, scores, _ = engine.predict(
+        point_coords=np.array([[500, 375]]), point_labels=np.array([1]), multimask_output=False
+    )
+    png = np.array(Image.open(mask_file.path))
+    np.testing.assert_array_equal(png, masks[0].astype(np.uint8) * 255)
+    assert info["size"] == [1200, 1800]
+    np.testing.assert_allclose(info["scores"], scores, atol=1e-5)
 
 
 def overlay_rgba(session: Session, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -120,8 +120,8 @@ class TransferHandlers(HandlerBase):
         """Segment from the API; errors reach the client as a readable ``gr.Error`` that names
         files by their base names only (the upload's temp path is the server's business).
 
-        ``image`` is a path, or Gradio's file payload (``{"path": ...}``): the endpoint skips
-        Gradio's preprocessing (see ``ui/layout.py``).
+        ``image`` is a path, or Gradio's file payload (``{"path": ...}``) as the endpoint
+        receives it (``ui/endpoint.py``): no preprocessing copies the upload again.
         """
         if isinstance(image, dict):
             image = image.get("path")
