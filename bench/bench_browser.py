@@ -207,10 +207,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         page.wait_for_selector("#sam-stage .sam-canvas", timeout=TIMEOUT_MS)
         # Encoding a ViT-B image takes seconds to a minute on a busy 2-core CPU.
         page.wait_for_selector("#sam-stage .sam-busy", state="detached", timeout=5 * TIMEOUT_MS)
+        # With a browser decoder (static/stage.js), wait until it is loaded or known to be off.
         page.wait_for_function(
             "() => { const s = document.querySelector('#sam-stage .sam-stage');"
-            " return !s.dataset.decoder || s.dataset.decoderReady === '1'; }",
-            timeout=TIMEOUT_MS,
+            " return !window.__samDecoder || window.__samDecoder.failed"
+            " || s.dataset.decoderState === 'off' || s.dataset.decoderReady === '1'; }",
+            timeout=5 * TIMEOUT_MS,
         )
         stage = Stage(page)
         points, objects = 0, 0

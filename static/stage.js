@@ -104,16 +104,302 @@ function finish(e, cancelled) {
       return;
     }
     trigger("prompt", { kind: "box", box, key: info.key });
+    decodeHere(info.stage, { box });
     return;
   }
   const negative = g.button === 2 || g.shift || info.stage.dataset.mode === "neg";
   // While proposals are reviewed a click toggles one (no point is placed).
   if (!info.stage.dataset.proposals) pendingMarker(info, a.px, a.py, negative);
   trigger("prompt", { kind: "point", x: a.px, y: a.py, negative, key: info.key });
+  decodeHere(info.stage, { point: [a.px, a.py, negative ? 0 : 1] });
 }
 
 element.addEventListener("pointerup", (e) => finish(e, false));
 element.addEventListener("pointercancel", (e) => finish(e, true));
+
+// ---- Clicks decoded in the browser ------------------------------------------------------------
+// The server names its decoder.onnx and the image's embedding in the stage's data-decoder /
+// data-embedding once written (ui/browser_decode.py); a worker (static/decoder_worker.js) runs
+// them with ONNX Runtime Web. A click is then painted from the browser's own decode on a canvas
+// over the photo at once, while the same prompt still goes to the server, whose mask is the
+// one kept (accept, export); its overlay replaces the canvas when it arrives. Without
+// WebAssembly or workers, or while the files are not ready, clicks wait for the server as before.
+// A click is only decoded here when the browser can repeat the server's computation exactly:
+// the chosen candidate's low-res logits fed back as mask_input must be the ones it decoded.
+
+const MEMO_ENTRIES = 64;
+const PREVIEW_TIMEOUT_MS = 15000;
+const ASK_EVERY_MS = 2000;
+const dec = {
+  worker: null,
+  readyUrl: null, // decoder.onnx the worker has loaded
+  embeddingUrl: null, // embedding the worker has loaded
+  sent: { init: null, embedding: null },
+  failed: false,
+  asked: new Map(), // image key -> time the server was last asked for the files
+  seq: 0,
+  calls: new Map(), // request id -> resolve
+  moreFor: new Map(), // request id -> signature whose other candidates are still coming
+  memo: new Map(), // prompt signature -> {masks, lowRes, scores}
+  preview: null, // {key, sig, selected, chain: Set, masks, since}
+};
+window.__samDecoder = dec; // for tests and the benchmark
+
+const supported = typeof WebAssembly === "object" && typeof Worker === "function";
+
+function currentStage() {
+  return element.querySelector(".sam-stage[data-key]");
+}
+
+function signature(key, points, box) {
+  return `${key}|${points.map((p) => p.join(",")).join(";")}|${box ? box.join(",") : ""}`;
+}
+
+// The prompt and candidates the server's stage shows.
+function shown(stage) {
+  const points = Array.from(stage.querySelectorAll(".sam-pt:not(.sam-pending)")).map((p) => [
+    Number(p.dataset.x),
+    Number(p.dataset.y),
+    p.classList.contains("sam-neg") ? 0 : 1,
+  ]);
+  const frame = stage.querySelector(".sam-box[data-box]");
+  const box = frame ? frame.dataset.box.split(",").map(Number) : null;
+  const key = stage.dataset.key;
+  return {
+    key,
+    points,
+    box,
+    sig: signature(key, points, box),
+    hasCands: stage.dataset.cands !== undefined,
+    selected: Number(stage.dataset.selected || 0),
+  };
+}
+
+function workerCall(message, transfer, onId) {
+  const id = ++dec.seq;
+  if (onId) onId(id);
+  return new Promise((resolve) => {
+    dec.calls.set(id, resolve);
+    dec.worker.postMessage({ ...message, id }, transfer || []);
+  });
+}
+
+function startWorker(stage) {
+  dec.worker = new Worker(stage.dataset.worker);
+  dec.worker.onmessage = (event) => {
+    const msg = event.data;
+    if (msg.type === "ready") dec.readyUrl = msg.decoderUrl;
+    else if (msg.type === "embedding") dec.embeddingUrl = msg.url;
+    else if (msg.type === "failed" && msg.stage !== "decode") {
+      dec.failed = true; // the server path answers every click
+      console.warn("In-browser decoding is off:", msg.error);
+    }
+    if (msg.type === "more") {
+      const known = dec.memo.get(dec.moreFor.get(msg.id));
+      dec.moreFor.delete(msg.id);
+      if (known) known.masks.push(...msg.masks);
+      return;
+    }
+    const resolve = dec.calls.get(msg.id);
+    if (resolve) {
+      dec.calls.delete(msg.id);
+      resolve(msg);
+    }
+    syncDecoder();
+  };
+  dec.worker.onerror = (event) => {
+    dec.failed = true;
+    console.warn("In-browser decoding is off:", event.message);
+  };
+}
+
+function ready(stage) {
+  return (
+    !dec.failed &&
+    dec.readyUrl !== null &&
+    dec.readyUrl === stage.dataset.decoder &&
+    dec.embeddingUrl === stage.dataset.embedding
+  );
+}
+
+// After every render of the stage: ask for the files, load them, keep or end the preview.
+function syncDecoder() {
+  const stage = currentStage();
+  if (!stage || !supported || dec.failed) return;
+  if (!stage.dataset.embedding) {
+    const state = stage.dataset.decoderState;
+    const last = dec.asked.get(stage.dataset.key) || 0;
+    if (state !== "off" && !stage.querySelector(".sam-busy") && Date.now() - last > ASK_EVERY_MS) {
+      dec.asked.set(stage.dataset.key, Date.now());
+      trigger("decoder", { key: stage.dataset.key, state: state || null });
+      setTimeout(syncDecoder, ASK_EVERY_MS + 100); // nothing is re-rendered while exporting
+    }
+  } else {
+    if (!dec.worker) startWorker(stage);
+    if (dec.sent.init !== stage.dataset.decoder) {
+      dec.sent.init = stage.dataset.decoder;
+      dec.worker.postMessage({ type: "init", decoderUrl: stage.dataset.decoder, vendorUrl: stage.dataset.vendor });
+    }
+    if (dec.sent.embedding !== stage.dataset.embedding) {
+      dec.sent.embedding = stage.dataset.embedding;
+      const dims = stage.dataset.dims.split(",").map(Number);
+      dec.worker.postMessage({ type: "embedding", url: stage.dataset.embedding, dims });
+    }
+    if (ready(stage)) stage.dataset.decoderReady = "1";
+  }
+  settlePreview(stage);
+}
+
+function remember(sig, result) {
+  dec.memo.delete(sig);
+  dec.memo.set(sig, result);
+  while (dec.memo.size > MEMO_ENTRIES) dec.memo.delete(dec.memo.keys().next().value);
+}
+
+// A click or box on `stage`: decode it here and paint it, when that repeats the server exactly.
+async function decodeHere(stage, change) {
+  if (!supported || !ready(stage) || stage.dataset.proposals || stage.dataset.editing) return;
+  const p = dec.preview;
+  const pending = p && p.key === stage.dataset.key ? p : null;
+  const base = pending
+    ? { ...pending.prompt, hasCands: true, selected: pending.selected, sig: pending.sig }
+    : shown(stage);
+  const points = change.point ? [...base.points, change.point] : base.points;
+  const box = change.box || base.box;
+  const multimask = points.length === 1 && !box;
+  let maskInput = null;
+  if (!multimask && base.hasCands) {
+    const known = dec.memo.get(base.sig);
+    if (!known || !known.lowRes[base.selected]) return; // the server's mask_input is unknown here
+    maskInput = known.lowRes[base.selected].slice();
+  }
+  const key = stage.dataset.key;
+  const sig = signature(key, points, box);
+  const chain = new Set(pending ? pending.chain : []);
+  chain.add(base.sig);
+  const mine = { key, sig, selected: 0, chain, masks: null, prompt: { points, box }, since: Date.now() };
+  dec.preview = mine;
+  const reply = await workerCall(
+    {
+      type: "decode",
+      url: stage.dataset.embedding,
+      size: [Number(stage.dataset.h), Number(stage.dataset.w)],
+      display: [Number(stage.dataset.dh), Number(stage.dataset.dw)],
+      points,
+      box,
+      maskInput,
+      multimask,
+    },
+    maskInput ? [maskInput.buffer] : [],
+    (id) => multimask && dec.moreFor.set(id, sig),
+  );
+  if (reply.type !== "decoded") {
+    console.warn("In-browser decoding failed; the server's mask follows:", reply.error);
+    if (dec.preview === mine) dec.preview = null;
+    return;
+  }
+  remember(sig, { masks: reply.masks, lowRes: reply.lowRes, scores: reply.scores });
+  if (dec.preview !== mine) return; // a newer click, or the server was faster
+  mine.masks = reply.masks;
+  paintPreview(currentStage());
+}
+
+function rgbOf(color) {
+  const m = /^#([0-9a-f]{6})$/i.exec(color || "");
+  const v = m ? parseInt(m[1], 16) : 0x3b82f6;
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+function paintPreview(stage) {
+  const p = dec.preview;
+  if (!stage || !p || !p.masks || stage.dataset.key !== p.key) return;
+  const box = stage.querySelector(".sam-canvas");
+  let canvas = box.querySelector("canvas.sam-preview");
+  const dh = Number(stage.dataset.dh);
+  const dw = Number(stage.dataset.dw);
+  if (!canvas) {
+    canvas = document.createElement("canvas");
+    canvas.className = "sam-preview";
+    canvas.style.cssText =
+      "position:absolute;inset:0;width:100%;height:100%;pointer-events:none;image-rendering:pixelated";
+    box.insertBefore(canvas, box.querySelector(".sam-box, .sam-pt, .sam-live"));
+  }
+  const painted = `${p.sig}#${p.selected}`;
+  if (canvas.dataset.painted !== painted) {
+    canvas.width = dw;
+    canvas.height = dh;
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(dw, dh);
+    const pixels = new Uint32Array(image.data.buffer); // little-endian: 0xAABBGGRR
+    const [r, g, b] = rgbOf(stage.dataset.color);
+    const alpha = Math.round(255 * Math.min(1, Math.max(0, Number(stage.dataset.opacity || 0.5))));
+    const fill = ((alpha << 24) | (b << 16) | (g << 8) | r) >>> 0;
+    const codes = p.masks[p.selected];
+    for (let i = 0; i < codes.length; i++) {
+      if (codes[i] === 1) pixels[i] = fill;
+      else if (codes[i] === 2) pixels[i] = 0xffffffff;
+    }
+    ctx.putImageData(image, 0, 0);
+    canvas.dataset.painted = painted;
+    window.dispatchEvent(new CustomEvent("sam-painted", { detail: { sig: p.sig, selected: p.selected } }));
+  }
+  // The server's overlay still shows the previous current mask: show its objects-only twin.
+  const overlay = box.querySelector(".sam-overlay");
+  const under = box.querySelector(".sam-under");
+  if (overlay && stage.dataset.cands !== undefined) overlay.style.visibility = "hidden";
+  if (under && stage.dataset.cands !== undefined) under.hidden = false;
+}
+
+function endPreview(stage) {
+  dec.preview = null;
+  if (!stage) return;
+  const canvas = stage.querySelector("canvas.sam-preview");
+  const overlay = stage.querySelector(".sam-overlay");
+  const done = () => {
+    if (canvas) canvas.remove();
+    if (overlay) overlay.style.visibility = "";
+    const under = stage.querySelector(".sam-under");
+    if (under) under.hidden = true;
+  };
+  // Keep the canvas until the server's overlay is decoded: no frame without a mask.
+  if (overlay && overlay.decode) overlay.decode().then(done, done);
+  else done();
+}
+
+// A server render arrived: it shows the previewed prompt (done), an earlier step of it (keep
+// painting), or something else (undo, clear, an error: drop the preview).
+function settlePreview(stage) {
+  const p = dec.preview;
+  if (!p) return;
+  const now = shown(stage);
+  if (now.key !== p.key || Date.now() - p.since > PREVIEW_TIMEOUT_MS) endPreview(stage);
+  else if (now.sig === p.sig && now.selected === p.selected) endPreview(stage);
+  else if (now.sig === p.sig || p.chain.has(now.sig)) paintPreview(stage);
+  else endPreview(stage);
+}
+
+// Choosing another candidate: painted from the masks decoded here, the server follows.
+document.addEventListener(
+  "click",
+  (e) => {
+    const card = e.target.closest && e.target.closest("#sam-cands .sam-cand");
+    const stage = currentStage();
+    if (!card || !stage || dec.preview || !ready(stage)) return;
+    const now = shown(stage);
+    const known = dec.memo.get(now.sig);
+    const index = Number(card.dataset.index);
+    if (!known || !known.masks[index] || index === now.selected) return;
+    dec.preview = {
+      key: now.key, sig: now.sig, selected: index, chain: new Set([now.sig]), masks: known.masks,
+      prompt: { points: now.points, box: now.box }, since: Date.now(),
+    };
+    paintPreview(stage);
+  },
+  true,
+);
+
+new MutationObserver(() => syncDecoder()).observe(element, { childList: true, subtree: true });
+syncDecoder();
 
 // The empty stage is a drop zone; clicking it opens the file picker of the Upload box.
 element.addEventListener("click", (e) => {

@@ -18,6 +18,7 @@ from sam.automatic import AutoMaskConfig
 from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
 from .endpoint import predict_endpoint
+from . import browser_decode
 from .handlers import Handlers, Updates
 from .html import text
 from .lanes import SessionLanes, in_session_lane
@@ -104,7 +105,15 @@ def build_demo(
         atexit.register(shutil.rmtree, media_dir, ignore_errors=True)
     export_dir = Path(tempfile.mkdtemp(prefix="sam-annotator-export-"))
     # The photos the stage shows are served from here (named by content hash).
-    gr.set_static_paths([str(media_dir), *([str(project.thumbs_dir)] if project else [])])
+    gr.set_static_paths(
+        [
+            str(media_dir),
+            *([str(project.thumbs_dir)] if project else []),
+            # The browser's click decoder: its worker and ONNX Runtime Web (ui/browser_decode).
+            str(browser_decode.WORKER),
+            str(browser_decode.VENDOR),
+        ]
+    )
     examples = example_images() if examples is None else examples
     if project is not None:
         examples = []
@@ -379,6 +388,7 @@ def build_demo(
         timer.tick(wire(h.on_tick), [state], **private)
         stage.prompt(ordered(h.on_prompt), [state, mode], trigger_mode="multiple", **quick)
         stage.dropped(wire(h.on_dropped), [state], **private)
+        stage.decoder(ordered(h.on_decoder), [state], **quick)
         cands.pick(ordered(h.on_pick), [state], **quick)
         labels.choose(ordered(h.on_choose_label), [state], **quick)
         objects.act(ordered(h.on_object), [state], **quick)

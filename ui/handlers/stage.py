@@ -11,7 +11,7 @@ from gradio import utils as gr_utils
 from sam.errors import SamError
 from sam.image_io import load_image
 
-from .. import actions, proposals, render
+from .. import actions, browser_decode, proposals, render
 from ..events import Payload, Updates, event, unexpected_failure
 from ..state import Session
 from .base import HandlerBase
@@ -115,6 +115,27 @@ class StageHandlers(HandlerBase):
         else:
             session.notify(f"Unknown prompt {data!r}.", error=True)
         return self.view(session)
+
+    @event(persist=False)
+    def on_decoder(self, session: Session, payload: Payload) -> Updates:
+        """The page asks for the browser decoder's files of the image it shows (``{key,
+        state}``, ``state`` the ``data-decoder-state`` it shows): written once (the model's
+        decoder.onnx on a thread of its own, seconds), then named in the stage's
+        ``data-decoder``/``data-embedding``. The stage is re-rendered only when that changes;
+        the page asks again while the decoder is exported."""
+        doc = session.doc
+        # Gradio wants at least one output: the state, which is unchanged.
+        if doc.image is None or payload.get("key") != doc.image.key:
+            return {"state": session}
+        registry = browser_decode.for_folder(self.media_dir)
+        known = registry.files(doc.image.key, session.model_source)
+        if known is None:
+            predictor = self.manager.predictor(session.model_source)
+            predictor.set_image(doc.image.array, digest=doc.image.key)
+            known = registry.prepare(predictor, doc.image.key, session.model_source)
+        if known is None and registry.state(session.model_source) == payload.get("state"):
+            return {"state": session}
+        return {"state": session, "stage": render.stage_html(session)}
 
     @event
     def on_pick(self, session: Session, payload: Payload) -> Updates:

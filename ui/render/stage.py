@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
+from pathlib import Path
 
 import numpy as np
 
+from .. import browser_decode
 from ..html import attrs, text
 from ..state import Candidates, Doc, Proposals, Session
 from .media import file_url
@@ -53,9 +56,17 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
             f"{veil}</div>"
         )
     height, width = doc.image.size
+    display_h, display_w = display_size(height, width)
+    cands = doc.candidates
     stage = attrs(
         class_="sam-stage", data_mode=mode, data_w=width, data_h=height, data_key=doc.image.key,
         data_rev=rev, data_proposals="1" if doc.proposals is not None else None,
+        data_dh=display_h, data_dw=display_w,
+        data_cands=len(cands.masks) if cands is not None else None,
+        data_selected=cands.selected if cands is not None else None,
+        data_editing="1" if doc.editing is not None else None,
+        data_color=current_color(session), data_opacity=f"{session.view.opacity:.3f}",
+        **_decoder_attrs(session),
     )  # fmt: skip
     photo = file_url(doc.image.display_path)
     parts = [
@@ -67,6 +78,8 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
     if indexed is not None and indexed[0].any():
         uri = overlay_data_uri(*indexed)
         parts.append(f"<img{attrs(class_='sam-overlay', alt='', draggable='false', src=uri)}>")
+        if cands is not None and doc.proposals is None:
+            parts.append(_under_layer(session))
     box = doc.prompt.box
     if box is not None:
         x0, y0, x1, y1 = box
@@ -90,6 +103,44 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
     parts.append(f'<div class="sam-hud">{_hud_text(session)}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def _decoder_attrs(session: Session) -> dict[str, str | None]:
+    """Where ``static/stage.js`` finds the browser decoder for this image (``ui/browser_decode``):
+    the worker, ONNX Runtime Web, ``decoder.onnx`` and the embedding, once the server wrote
+    them; ``data-decoder-state`` says whether they are coming."""
+    doc = session.doc
+    assert doc.image is not None
+    registry = browser_decode.for_folder(Path(doc.image.display_path).parent)
+    files = registry.files(doc.image.key, session.model_source)
+    common = {
+        "data_worker": file_url(browser_decode.WORKER),
+        "data_vendor": file_url(browser_decode.VENDOR) + "/",
+        "data_decoder_state": registry.state(session.model_source),
+    }
+    if files is None:
+        return common
+    return {
+        **common,
+        "data_decoder": files.decoder_url,
+        "data_embedding": files.embedding_url,
+        "data_dims": ",".join(str(v) for v in files.size),
+    }
+
+
+def _under_layer(session: Session) -> str:
+    """The overlay without the current mask, hidden: ``static/stage.js`` shows it under a mask
+    the browser decoded itself, until the server's overlay for that click arrives."""
+    doc = session.doc
+    shown = (o for o in doc.objects if o.id != doc.editing and not o.hidden)
+    if session.view.only_current or not any(shown):
+        return ""
+    without = dataclasses.replace(session, doc=dataclasses.replace(doc, candidates=None))
+    indexed = overlay_indexed(without)
+    if indexed is None or not indexed[0].any():
+        return ""
+    uri = overlay_data_uri(*indexed)
+    return f"<img{attrs(class_='sam-under', alt='', draggable='false', hidden='', src=uri)}>"
 
 
 def _busy_html(note: str, job: str = "") -> str:
