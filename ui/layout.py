@@ -17,8 +17,8 @@ import gradio as gr
 from sam.automatic import AutoMaskConfig
 from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
-from .endpoint import predict_endpoint
 from . import browser_decode
+from .endpoint import predict_endpoint
 from .handlers import Handlers, Updates
 from .html import text
 from .lanes import SessionLanes, in_session_lane
