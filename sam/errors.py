@@ -57,3 +57,12 @@ class ImportFileError(SamError, ValueError):
 
 class ExportError(SamError, RuntimeError):
     """A dataset export cannot be written (nothing to export, unwritable folder, ...)."""
+
+
+class DatasetError(SamError, ValueError):
+    """A dataset for evaluation or fine-tuning is unusable (no objects, an unreadable image,
+    masks of the wrong size, a malformed annotations file)."""
+
+
+class FinetuneError(SamError, ValueError):
+    """Fine-tuning settings that no run can use (unknown mode, zero epochs, ...)."""

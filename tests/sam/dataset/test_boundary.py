@@ -10,9 +10,15 @@ import sys
 from pathlib import Path
 
 SAM = Path(__file__).resolve().parents[3] / "sam"
-# The dataset layer itself, and the one-line entry points of ``python -m sam.export`` and
-# ``python -m sam.autolabel``.
-DATASET_SIDE = {SAM / "dataset", SAM / "export.py", SAM / "autolabel.py"}
+# The dataset layer itself, the one-line entry point of ``python -m sam.export``, and the
+# command lines of evaluation and fine-tuning (they read ``--db`` project databases).
+DATASET_SIDE = {
+    SAM / "dataset",
+    SAM / "export.py",
+    SAM / "autolabel.py",
+    SAM / "evaluate.py",
+    SAM / "finetune" / "__main__.py",
+}
 
 
 def engine_files() -> list[Path]:
