@@ -98,9 +98,32 @@ def attention_with_rel_pos(
     # (B*heads, H*W, H) and (B*heads, H*W, W): small, computed for all queries at once.
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", q_grid, table_h).reshape(-1, tokens, height)
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", q_grid, table_w).reshape(-1, tokens, width)
+    if _needs_grad(query, key, value, rel_h, rel_w):
+        return _attention_differentiable(query, key, value, rel_h, rel_w)
     if _use_matmul_attention(query):
         return _attention_from_matmuls(query, key, value, rel_h, rel_w)
     return _attention_sdpa(query, key, value, rel_h, rel_w)
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records this call: the fast paths write into preallocated buffers
+    (``out=`` and in-place kernels), which autograd cannot differentiate."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _attention_differentiable(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    rel_h: torch.Tensor,
+    rel_w: torch.Tensor,
+) -> torch.Tensor:
+    """Attention for training: one SDPA call with the whole ``(B, heads, H*W, H*W)`` bias
+    built out of place. Autograd keeps the attention probabilities for the backward pass
+    anyway, so blocking the queries would save no memory here."""
+    batch, heads, tokens, _ = query.shape
+    bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(batch, heads, tokens, tokens)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
 
 
 def _use_matmul_attention(query: torch.Tensor) -> bool:
@@ -362,8 +385,10 @@ class VisionLayer(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
         hidden_states = hidden_states + self.attn(self.layer_norm1(hidden_states))
-        # The MLP and its residual in blocks of tokens, in place (the encoder is inference-only:
-        # its attention writes into preallocated buffers). The whole
+        if _needs_grad(hidden_states):
+            # Training: autograd needs each block's input, so no in-place residual.
+            return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        # Inference: the MLP and its residual in blocks of tokens, in place. The whole
         # hidden layer of ViT-B is 48 MB at fp32: a fresh allocation the kernel must fault in
         # page by page, and out of cache for the GELU (bench/README.md, levers table).
         tokens = hidden_states.view(-1, hidden_states.shape[-1])
