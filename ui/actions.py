@@ -22,6 +22,7 @@ from sam.masks import mask_to_logits
 from sam.predictor import check_point_count
 
 from .errors import LabelError, MaskImportError, ObjectError
+from .history import describe_step
 from .render import write_display_image
 from .state import (
     AnnotatedObject,
@@ -210,11 +211,21 @@ def _active_label_id(session: Session) -> int:
 
 
 def undo(session: Session) -> None:
-    session.notify("Undone." if session.undo() else "Nothing to undo.")
+    if not session.undo_stack:
+        session.notify("Nothing to undo.")
+        return
+    step = describe_step(session.undo_stack[-1], session.doc)
+    session.undo()
+    session.notify(f"Undone: {step}.")
 
 
 def redo(session: Session) -> None:
-    session.notify("Redone." if session.redo() else "Nothing to redo.")
+    if not session.redo_stack:
+        session.notify("Nothing to redo.")
+        return
+    step = describe_step(session.doc, session.redo_stack[-1])
+    session.redo()
+    session.notify(f"Redone: {step}.")
 
 
 # -- objects -----------------------------------------------------------------------------------
