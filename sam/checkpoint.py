@@ -22,8 +22,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from . import sam2_checkpoint
 from .device import resolve_device, resolve_dtype
-from .engine import DEFAULT_CACHE_BYTES, SamEngine
+from .engine import DEFAULT_CACHE_BYTES, Sam2Engine, SamEngine
 from .errors import CheckpointError
 from .modeling import (
     MaskDecoderConfig,
@@ -33,6 +34,8 @@ from .modeling import (
     SamConfig,
     VisionConfig,
 )
+from .modeling.sam2 import Sam2, Sam2Config, Sam2PreprocessConfig
+from .sam2_checkpoint import is_sam2_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ KNOWN_MODELS: dict[str, str] = {
     "SlimSAM-50": "Zigeng/SlimSAM-uniform-50",
     "SlimSAM-77": "Zigeng/SlimSAM-uniform-77",
     "MedSAM": "wanglab/medsam-vit-base",
+    "SAM 2.1 Hiera-Tiny": "facebook/sam2.1-hiera-tiny",
+    "SAM 2.1 Hiera-Small": "facebook/sam2.1-hiera-small",
+    "SAM 2.1 Hiera-Base+": "facebook/sam2.1-hiera-base-plus",
+    "SAM 2.1 Hiera-Large": "facebook/sam2.1-hiera-large",
 }
 
 
@@ -399,7 +406,7 @@ def _normalise_keys(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return sd, extras
 
 
-def _check_against(model: Sam, sd: dict[str, torch.Tensor], origin: str) -> None:
+def _check_against(model: Sam | Sam2, sd: dict[str, torch.Tensor], origin: str) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -447,13 +454,15 @@ def load_model(
     cache_bytes: int | None = None,
     hub_only: bool = False,
 ) -> SamEngine:
-    """Load a SAM model ready for :class:`sam.SamPredictor`: the network
-    (:class:`sam.modeling.Sam`, as ``.model``) in the runtime its predictors share.
+    """Load a SAM or SAM 2 model ready for :class:`sam.SamPredictor`: the network
+    (:class:`sam.modeling.Sam` or :class:`sam.modeling.sam2.Sam2`, as ``.model``) in the
+    runtime its predictors share (a :class:`SamEngine`, :class:`Sam2Engine` for SAM 2).
 
     Args:
         source: a Hugging Face repo id (``facebook/sam-vit-base``, ``Zigeng/SlimSAM-uniform-77``,
-            ``wanglab/medsam-vit-base``, ...), a local folder with ``config.json`` and
-            ``model.safetensors``/``pytorch_model.bin``, or a Meta ``.pth`` state dict.
+            ``wanglab/medsam-vit-base``, ``facebook/sam2.1-hiera-tiny``, ...), a local folder
+            with ``config.json`` and ``model.safetensors``/``pytorch_model.bin``, or a Meta
+            ``.pth`` / ``.pt`` state dict (SAM's or SAM 2's, recognised from its tensors).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         dtype: weights/activations dtype of the image encoder; ``None`` picks automatically.
         revision: hub branch, tag or commit.
@@ -467,18 +476,51 @@ def load_model(
     files = find_checkpoint(source, revision, hub_only)
     target = resolve_device(device)
     raw = read_state_dict(files.weights)
-    sd, extras = _normalise_keys(raw)
-    del raw  # ``sd`` holds the same tensors; no second reference may keep converted ones alive
+    config_dict = None
     if files.config is not None:
         try:
             config_dict = _read_json(files.config)
         except ValueError as exc:
             raise CheckpointError(f"{files.config} is not valid JSON: {exc}") from exc
+    encoder_dtype = resolve_dtype(dtype, target)
+    cache = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
+    model_type = str((config_dict or {}).get("model_type", "sam"))
+    if model_type.startswith("sam2") or (config_dict is None and is_sam2_state_dict(raw)):
+        engine: SamEngine = _load_sam2(files, raw, config_dict, encoder_dtype, source, cache)
+        del raw
+    else:
+        sd, extras = _normalise_keys(raw)
+        del raw  # ``sd`` holds the same tensors; no second reference may keep converted ones alive
+        engine = SamEngine(
+            _build_sam(files, sd, extras, config_dict, encoder_dtype), os.fspath(source), cache
+        )
+    engine.model.to(device=target)
+    params = sum(p.numel() for p in engine.model.parameters()) / 1e6
+    logger.info(
+        "Loaded %s from %s: %.1fM parameters, on %s (%s encoder)",
+        engine.family,
+        engine.source,
+        params,
+        target,
+        str(encoder_dtype).replace("torch.", ""),
+    )
+    return engine
+
+
+def _build_sam(
+    files: CheckpointFiles,
+    sd: dict[str, torch.Tensor],
+    extras: dict,
+    config_dict: dict | None,
+    encoder_dtype: torch.dtype,
+) -> Sam:
+    """The SAM (ViT) network from an HF-named state dict; ``sd`` is consumed."""
+    if config_dict is not None:
         model_type = config_dict.get("model_type", "sam")
         if model_type != "sam":
             raise CheckpointError(
-                f"{files.config} describes a {model_type!r} model, not SAM ('sam'); this app "
-                "runs the original Segment Anything architecture."
+                f"{files.config} describes a {model_type!r} model, not SAM ('sam') or SAM 2 "
+                "('sam2'); this app runs those two architectures."
             )
         config = SamConfig.from_dict(config_dict)
     else:
@@ -495,24 +537,55 @@ def load_model(
             image_mean=extras.get("image_mean", preprocess.image_mean),
             image_std=extras.get("image_std", preprocess.image_std),
         )
-    encoder_dtype = resolve_dtype(dtype, target)
     _convert_in_place(sd, encoder_dtype)
     model = build_model(config, sd, preprocess, origin=str(files.weights))
-    del sd
-    model.to(device=target)
-    cache = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
-    engine = SamEngine(model, os.fspath(source), cache)
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    logger.info(
-        "Loaded SAM from %s: %.1fM parameters, ViT hidden %d x %d layers, on %s (%s encoder)",
-        engine.source,
-        params,
-        config.vision_config.hidden_size,
-        config.vision_config.num_hidden_layers,
-        target,
-        str(encoder_dtype).replace("torch.", ""),
+    sd.clear()
+    return model
+
+
+def _load_sam2(
+    files: CheckpointFiles,
+    raw: dict[str, torch.Tensor],
+    config_dict: dict | None,
+    encoder_dtype: torch.dtype,
+    source: str | os.PathLike,
+    cache_bytes: int,
+) -> Sam2Engine:
+    """The SAM 2 / 2.1 network from a Meta or HF state dict, in its engine; ``raw`` is consumed."""
+    meta_keys = set(raw)
+    if not is_sam2_state_dict(raw):
+        model_type = (config_dict or {}).get("model_type")
+        raise CheckpointError(
+            f"{files.config} describes a {model_type!r} model, but {files.weights} holds no SAM 2 "
+            "(Hiera) tensors. The config.json may belong to another model."
+        )
+    sd = sam2_checkpoint.normalise_keys(raw)
+    raw.clear()
+    config = (
+        Sam2Config.from_dict(config_dict)
+        if config_dict is not None
+        else sam2_checkpoint.infer_config(sd)
     )
-    return engine
+    preprocess = (
+        Sam2PreprocessConfig.from_json_file(files.preprocessor)
+        if files.preprocessor is not None
+        else Sam2PreprocessConfig()
+    )
+    _convert_in_place(sd, encoder_dtype)
+    for key, tensor in sd.items():
+        # A tensor memory-mapped from safetensors may start at any offset, and CPU kernels
+        # pick their code path by alignment: the same weights from a .pt would then give
+        # last-bit differences. A fresh copy is aligned like every allocation.
+        if tensor.data_ptr() % 64:
+            sd[key] = tensor.clone()
+    with torch.device("meta"):
+        model = Sam2(config, preprocess)
+    _check_against(model, sd, str(files.weights))
+    model.load_state_dict(sd, strict=True, assign=True)
+    sd.clear()
+    name = os.fspath(source)
+    family = sam2_checkpoint.family_name(name, config.vision_config.backbone_config, meta_keys)
+    return Sam2Engine(model.eval(), name, cache_bytes, family=family)
 
 
 def _convert_in_place(sd: dict[str, torch.Tensor], encoder_dtype: torch.dtype) -> None:

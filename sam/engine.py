@@ -1,20 +1,40 @@
 """The runtime around one loaded network: where it came from, the embedding cache its predictors
 share, the lock that serialises encodes, and the decoder's prompt-independent memos.
 
-:class:`sam.modeling.Sam` is the pure ``nn.Module``; :func:`sam.load_model` wraps it in a
-:class:`SamEngine`, which every :class:`sam.SamPredictor` of that model shares.
+:class:`sam.modeling.Sam` (SAM) and :class:`sam.modeling.sam2.Sam2` (SAM 2 / 2.1) are the pure
+``nn.Module``s; :func:`sam.load_model` wraps one in a :class:`SamEngine` (or its SAM 2 form,
+:class:`Sam2Engine`), which every :class:`sam.SamPredictor` of that model shares. The engine
+also owns what differs between the families around the network: how pixels are prepared, how
+prompt coordinates map to the input frame and how low-res logits return to the image size.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from typing import Any
 
+import numpy as np
 import torch
 
 from .cache import EmbeddingCache
 from .modeling import PreprocessConfig, Sam, SamConfig
 from .modeling.mask_decoder import DecoderImage
+from .modeling.sam2 import Sam2, Sam2Config, Sam2Features, Sam2PreprocessConfig
+from .transforms import (
+    preprocess,
+    preprocess_square,
+    rescale_coords,
+    scale_coords,
+    upscale_logits,
+    upscale_logits_direct,
+)
+
+#: The image features one encode gives: SAM's ``(1, 256, 64, 64)`` embedding, or SAM 2's three
+#: maps (:data:`sam.modeling.sam2.Sam2Features`).
+Features = torch.Tensor | Sam2Features
+
+_VIT_NAMES = {768: "vit-b", 1024: "vit-l", 1280: "vit-h"}
 
 DEFAULT_CACHE_BYTES = 256 * 2**20  # 64 ViT-B embeddings of 4 MiB
 
@@ -29,10 +49,18 @@ class SamEngine:
     derived tensors, whatever the number of images or users.
     """
 
-    def __init__(self, model: Sam, source: str = "", cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self,
+        model: Any,
+        source: str = "",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        family: str | None = None,
+    ):
         self.model = model
         #: where the weights came from, for logs, cache keys and the UI
         self.source = source
+        #: the model family and size for the page, e.g. "sam-vit-b" or "sam2.1-hiera-tiny"
+        self.family = family or self._default_family()
         self.embedding_cache: EmbeddingCache = EmbeddingCache(cache_bytes)
         # Serialising encodes keeps one encoder's activations in memory at a time when several
         # users upload at once.
@@ -42,16 +70,20 @@ class SamEngine:
         self._pe_memo: tuple[tuple, torch.Tensor] | None = None
         self._image_memo: tuple[weakref.ref[torch.Tensor], DecoderImage] | None = None
 
+    def _default_family(self) -> str:
+        name = _VIT_NAMES.get(self.model.config.vision_config.hidden_size)
+        return f"sam-{name}" if name else "sam"
+
     def set_cache_bytes(self, max_bytes: int) -> None:
         """Replace the embedding cache with an empty one holding at most ``max_bytes``."""
         self.embedding_cache = EmbeddingCache(max_bytes)
 
     @property
-    def config(self) -> SamConfig:
+    def config(self) -> SamConfig | Sam2Config:
         return self.model.config
 
     @property
-    def preprocess(self) -> PreprocessConfig:
+    def preprocess(self) -> PreprocessConfig | Sam2PreprocessConfig:
         return self.model.preprocess
 
     @property
@@ -63,13 +95,40 @@ class SamEngine:
         """The image encoder's dtype (the rest of the network runs at fp32)."""
         return self.model.dtype
 
-    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, 1024, 1024)`` normalised pixels -> ``(B, 256, 64, 64)`` embeddings."""
+    def prepare_pixels(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(H, W, 3) uint8`` -> the encoder's input ``(1, 3, 1024, 1024)`` float32 and the
+        ``(h, w)`` the image covers in it (SAM: longest side resized to 1024, then padded)."""
+        pre = self.preprocess
+        return preprocess(image, pre.image_mean, pre.image_std, pre.longest_edge, pre.pad_size)
+
+    def to_input_frame(self, coords: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+        """``(..., 2)`` (x, y) in original pixels -> the 1024-input frame (float64)."""
+        return scale_coords(coords, original_size, self.preprocess.longest_edge)
+
+    def upscale(
+        self,
+        low_res: torch.Tensor,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> torch.Tensor:
+        """Low-res logits ``(B, K, 256, 256)`` -> logits at the image size ``(B, K, H, W)``."""
+        return upscale_logits(low_res, input_size, original_size, self.preprocess.pad_size)
+
+    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        """A binary mask ``(H, W)`` -> ``(1, 256, 256)`` float32 ``mask_input`` logits, laid
+        out as this family's low-res masks are (SAM: over the padded square)."""
+        from .masks import mask_to_logits  # OpenCV: only when a mask becomes a prompt
+
+        return mask_to_logits(mask, pad_size=self.preprocess.pad_size)
+
+    def encode_image(self, pixel_values: torch.Tensor) -> Features:
+        """``(B, 3, 1024, 1024)`` normalised pixels -> ``(B, 256, 64, 64)`` embeddings (SAM 2:
+        its three feature maps)."""
         return self.model.encode_image(pixel_values)
 
     def decode(
         self,
-        image_embeddings: torch.Tensor,
+        image_embeddings: Features,
         points: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         boxes: torch.Tensor | None = None,
@@ -84,7 +143,9 @@ class SamEngine:
         """
         key_pe = self._key_pe()
         # A mask prompt makes the image keys prompt-dependent: nothing to reuse then.
-        image = None if mask_input is not None else self._decoder_image(image_embeddings, key_pe)
+        image = None
+        if mask_input is None:
+            image = self._decoder_image(image_embeddings, key_pe)
         return self.model.decode(
             image_embeddings,
             points,
@@ -108,14 +169,19 @@ class SamEngine:
             self._pe_memo = memo
         return memo[1]
 
-    def _decoder_image(self, image_embeddings: torch.Tensor, key_pe: torch.Tensor) -> DecoderImage:
+    def _decoder_image(self, image_embeddings: Features, key_pe: torch.Tensor) -> DecoderImage:
         """The decoder's per-image work without a mask prompt, reused while the same embedding
         tensor comes back; the memo does not keep the embedding alive."""
+        # SAM 2's features are a tuple (not weakly referable): its 64x64 embedding stands
+        # for the image.
+        anchor = (
+            image_embeddings if isinstance(image_embeddings, torch.Tensor) else image_embeddings[-1]
+        )
         memo = self._image_memo
-        if memo is not None and memo[0]() is image_embeddings:
+        if memo is not None and memo[0]() is anchor:
             return memo[1]
         image = self.model.prepare_image(image_embeddings, key_pe)
-        self._image_memo = (weakref.ref(image_embeddings, self._forget_image), image)
+        self._image_memo = (weakref.ref(anchor, self._forget_image), image)
         return image
 
     def _forget_image(self, ref: weakref.ref[torch.Tensor]) -> None:
@@ -133,11 +199,52 @@ def _version(tensor: torch.Tensor) -> int:
         return -1
 
 
-def as_engine(model: SamEngine | Sam) -> SamEngine:
-    """``model`` as an engine: what :func:`sam.load_model` returns, or a bare :class:`Sam`
-    (wrapped in an engine of its own, so its predictors share nothing with other engines)."""
+class Sam2Engine(SamEngine):
+    """A SAM 2 / 2.1 network (:class:`sam.modeling.sam2.Sam2`) behind the same interface: the
+    features are three maps, pixels are resized to the square without keeping the aspect ratio,
+    coordinates scale per axis, and low-res logits go straight to the image size."""
+
+    model: Sam2
+
+    def _default_family(self) -> str:
+        from .sam2_checkpoint import size_name
+
+        return f"sam2-hiera-{size_name(self.model.config.vision_config.backbone_config)}"
+
+    def prepare_pixels(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(H, W, 3) uint8`` -> ``(1, 3, 1024, 1024)`` float32 covering the whole square."""
+        pre = self.model.preprocess
+        pixels = preprocess_square(image, pre.image_mean, pre.image_std, pre.image_size)
+        return pixels, (pre.image_size, pre.image_size)
+
+    def to_input_frame(self, coords: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+        size = self.model.preprocess.image_size
+        return rescale_coords(coords, original_size, (size, size))
+
+    def upscale(
+        self,
+        low_res: torch.Tensor,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> torch.Tensor:
+        return upscale_logits_direct(low_res, original_size)
+
+    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        """As :meth:`SamEngine.mask_prompt`; SAM 2's low-res masks span the whole image."""
+        from .masks import mask_to_logits
+
+        size = self.model.preprocess.image_size
+        return mask_to_logits(mask, input_size=(size, size), pad_size=size)
+
+
+def as_engine(model: SamEngine | Sam | Sam2) -> SamEngine:
+    """``model`` as an engine: what :func:`sam.load_model` returns, or a bare :class:`Sam` /
+    :class:`Sam2` (wrapped in an engine of its own, so its predictors share nothing with other
+    engines)."""
     if isinstance(model, SamEngine):
         return model
     if isinstance(model, Sam):
         return SamEngine(model)
+    if isinstance(model, Sam2):
+        return Sam2Engine(model)
     raise TypeError(f"expected what sam.load_model returns, got {type(model).__name__}")

@@ -20,11 +20,11 @@ import torch
 
 from .cache import array_digest
 from .disk_cache import EmbeddingDiskCache
-from .engine import SamEngine, as_engine
+from .engine import Features, SamEngine, as_engine
 from .errors import PromptError
 from .image_io import load_image
 from .modeling import Sam
-from .transforms import preprocess, scale_boxes, scale_coords, upscale_logits
+from .modeling.sam2 import Sam2
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,12 @@ MAX_BOXES = 64
 class ImageEmbedding:
     """What the encoder produced for one image.
 
-    ``features``: ``(1, 256, 64, 64)`` on the model's device; ``original_size`` and
-    ``input_size`` are ``(height, width)`` before and after resizing to the 1024 input.
+    ``features``: ``(1, 256, 64, 64)`` on the model's device (SAM 2: its three feature maps,
+    :data:`sam.modeling.sam2.Sam2Features`); ``original_size`` and ``input_size`` are
+    ``(height, width)`` before and after resizing to the 1024 input.
     """
 
-    features: torch.Tensor
+    features: Features
     original_size: tuple[int, int]
     input_size: tuple[int, int]
 
@@ -60,7 +61,7 @@ class SamPredictor:
     """
 
     def __init__(
-        self, model: SamEngine | Sam, disk_cache: EmbeddingDiskCache | None = None
+        self, model: SamEngine | Sam | Sam2, disk_cache: EmbeddingDiskCache | None = None
     ) -> None:
         #: the engine from :func:`sam.load_model`, shared with every predictor of that model
         self.engine = as_engine(model)
@@ -111,10 +112,7 @@ class SamPredictor:
         return embedding
 
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
-        pre = self.engine.preprocess
-        pixels, input_size = preprocess(
-            image, pre.image_mean, pre.image_std, pre.longest_edge, pre.pad_size
-        )
+        pixels, input_size = self.engine.prepare_pixels(image)
         start = time.perf_counter()
         with self.engine.encoder_lock, torch.inference_mode():
             features = self.engine.encode_image(pixels)
@@ -141,8 +139,9 @@ class SamPredictor:
         """``(H, W)`` of the current image."""
         return self._require_image().original_size
 
-    def get_image_embedding(self) -> torch.Tensor:
-        """``(1, 256, 64, 64)`` embedding of the current image."""
+    def get_image_embedding(self) -> Features:
+        """``(1, 256, 64, 64)`` embedding of the current image (SAM 2: its three feature maps,
+        the 64x64 embedding last)."""
         return self._require_image().features
 
     def reset_image(self) -> None:
@@ -236,9 +235,12 @@ class SamPredictor:
             the decoder's candidate order (not sorted).
         """
         emb = self._require_image()
-        longest = self.engine.preprocess.longest_edge
-        pts = None if points is None else scale_coords(points, emb.original_size, longest)
-        bxs = None if boxes is None else scale_boxes(boxes, emb.original_size, longest)
+        to_input = self.engine.to_input_frame
+        pts = None if points is None else to_input(points, emb.original_size)
+        bxs = None
+        if boxes is not None:
+            corners = np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)
+            bxs = to_input(corners, emb.original_size).reshape(np.shape(boxes))
         as_tensor = self._tensor
         with torch.inference_mode():
             return self.engine.decode(
@@ -254,9 +256,7 @@ class SamPredictor:
         """Low-res logits ``(B, K, 256, 256)`` -> logits at the image size ``(B, K, H, W)``."""
         emb = self._require_image()
         with torch.inference_mode():
-            return upscale_logits(
-                low_res, emb.input_size, emb.original_size, self.engine.preprocess.pad_size
-            )
+            return self.engine.upscale(low_res, emb.input_size, emb.original_size)
 
     def _decode(
         self,

@@ -2,7 +2,9 @@
 
 SAM resizes the longest side to 1024 (``new = int(old * 1024 / max(h, w) + 0.5)``), normalises
 with the model's mean/std, pads bottom/right to a square, and predicts 256x256 low-res logits
-over the padded square. These functions do each step and its inverse.
+over the padded square. SAM 2 instead resizes to the 1024 square without keeping the aspect
+ratio (no padding) and upsamples its low-res logits straight to the original size. These
+functions do each step and its inverse.
 """
 
 from __future__ import annotations
@@ -63,8 +65,18 @@ def scale_coords(
     coords: np.ndarray, original_size: tuple[int, int], longest_edge: int = 1024
 ) -> np.ndarray:
     """Map ``(..., 2)`` (x, y) from original pixels to the resized-input frame (float64)."""
+    return rescale_coords(
+        coords, original_size, resized_shape(original_size[0], original_size[1], longest_edge)
+    )
+
+
+def rescale_coords(
+    coords: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
+) -> np.ndarray:
+    """Map ``(..., 2)`` (x, y) from an image of ``original_size`` ``(h, w)`` to one of
+    ``input_size``, each axis by its own factor (float64)."""
     old_h, old_w = original_size
-    new_h, new_w = resized_shape(old_h, old_w, longest_edge)
+    new_h, new_w = input_size
     out = np.array(coords, dtype=np.float64, copy=True)
     out[..., 0] *= new_w / old_w
     out[..., 1] *= new_h / old_h
@@ -107,6 +119,32 @@ def upscale_logits(
         x = F.interpolate(low_res, (pad_size, pad_size), mode="bilinear", align_corners=False)
     x = x[..., : input_size[0], : input_size[1]]
     return F.interpolate(x, original_size, mode="bilinear", align_corners=False)
+
+
+def preprocess_square(
+    image: np.ndarray,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    size: int = 1024,
+) -> torch.Tensor:
+    """SAM 2's input: ``(H, W, 3) uint8`` -> ``(1, 3, size, size) float32``.
+
+    Scale to [0, 1], resize to the square ignoring the aspect ratio (bilinear with antialias,
+    which is what torchvision's tensor ``Resize`` in SAM 2's transforms computes), then
+    normalise with ``mean``/``std`` (0-1 units).
+    """
+    x = torch.tensor(image).permute(2, 0, 1)[None].float() / 255  # a copy: inputs may be read-only
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def upscale_logits_direct(low_res: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+    """SAM 2's post-processing: low-res logits ``(B, K, h, w)`` bilinearly to the original
+    size ``(B, K, H, W)`` in one step (its input had no padding to crop)."""
+    return F.interpolate(low_res, original_size, mode="bilinear", align_corners=False)
 
 
 def logits_to_masks(logits: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:

@@ -11,6 +11,7 @@ import pytest
 from checkpoints import TINY_DIMS, random_hf_sam, save_hf_checkpoint, save_meta_checkpoint
 from PIL import Image
 from project_app import NAMES
+from sam2_checkpoints import TINY_SAM2_DIMS, random_hf_sam2, save_hf_sam2, save_meta_sam2
 
 REPO = Path(__file__).resolve().parents[1]
 # The photos ship with the app (static/examples/), so a bare clone runs the whole suite.
@@ -65,3 +66,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_hf_model) -> 
 def tiny_meta_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_hf_model) -> Path:
     """The same weights as ``tiny_checkpoint`` in Meta's ``.pth`` format."""
     return save_meta_checkpoint(tiny_hf_model, tmp_path_factory.mktemp("tiny-sam-meta") / "sam.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_sam2():
+    """A small random-weight ``transformers.Sam2Model`` with Hiera-Tiny's block layout."""
+    return random_hf_sam2(TINY_SAM2_DIMS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_hf_sam2) -> Path:
+    """The SAM 2 model as an HF folder (config.json + model.safetensors + preprocessor)."""
+    return save_hf_sam2(tiny_hf_sam2, tmp_path_factory.mktemp("tiny-sam2-hf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_meta_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_hf_sam2) -> Path:
+    """The same weights as Meta releases them (named as the 2.1 Tiny file is)."""
+    folder = tmp_path_factory.mktemp("tiny-sam2-meta")
+    return save_meta_sam2(tiny_hf_sam2, folder / "sam2.1_hiera_tiny.pt")
