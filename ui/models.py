@@ -52,6 +52,7 @@ class ModelStatus:
     message: str = ""  # why loading failed, and what to do; no absolute server path
     seconds: float = 0.0
     name: str = ""  # what the page shows for the source; no absolute server path
+    family: str = ""  # the loaded model's family and size, e.g. "sam2.1-hiera-tiny"
 
 
 class ModelManager:
@@ -214,7 +215,12 @@ class ModelManager:
             else:
                 seconds = time.perf_counter() - start
                 status = ModelStatus(
-                    key, True, device=str(model.device), seconds=seconds, name=self.name(key)
+                    key,
+                    True,
+                    device=str(model.device),
+                    seconds=seconds,
+                    name=self.name(key),
+                    family=model.family,
                 )
                 logger.info("Loaded %s on %s in %.1f s", key, model.device, seconds)
             with self._lock:

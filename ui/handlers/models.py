@@ -48,7 +48,10 @@ class ModelHandlers(HandlerBase):
         if status.ok:
             session.model_source = source
             actions.clear_prompt(session)
-            session.notify(f"Using {name} on {status.device} (loaded in {status.seconds:.1f} s).")
+            session.notify(
+                f"Using {name} ({status.family}) on {status.device} "
+                f"(loaded in {status.seconds:.1f} s)."
+            )
         else:
             session.notify(f"Could not load {name}: {status.message}", error=True)
         yield self.view(session)
