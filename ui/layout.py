@@ -46,7 +46,8 @@ current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label
 PROJECT_SHORTCUTS = """
 <div class="sam-keys">
 <b>Folder</b>: <kbd>.</kbd> or <kbd>PageDown</kbd> next image · <kbd>,</kbd> or
-<kbd>PageUp</kbd> previous image · <kbd>D</kbd> mark done / reopen. Every change is saved at once.
+<kbd>PageUp</kbd> previous image · <kbd>D</kbd> mark done / reopen · <b>Done &amp; next</b> marks
+done and opens the next image not done. Every change is saved at once.
 </div>
 """
 FILTER_CHOICES = [
@@ -150,6 +151,9 @@ def build_demo(
                             min_width=0, scale=2,
                         )  # fmt: skip
                         next_btn = gr.Button("Next ▶", elem_id="sam-next", size="sm", min_width=0)
+                    done_next_btn = gr.Button(
+                        "✓ Done & next ▶", elem_id="sam-done-next", size="sm", min_width=0
+                    )
                     project_parts["prefetch"] = gr.HTML("", elem_id="sam-prefetch", js_on_load=None)
                     status_filter = gr.Radio(
                         FILTER_CHOICES, value="all", show_label=False, container=False,
@@ -383,6 +387,7 @@ def build_demo(
             next_btn.click(wire(h.on_next), [state], **private)
             prev_btn.click(wire(h.on_prev), [state], **private)
             project_parts["done_btn"].click(ordered(h.on_done), [state], **quick)
+            done_next_btn.click(wire(h.on_done_next), [state], **private)
             status_filter.change(ordered(h.on_filter), [state, status_filter], **quick)
             export_project_btn.click(wire(h.on_export_project), [state, export_format], **private)
         timer.tick(wire(h.on_tick), [state], **private)

@@ -112,6 +112,16 @@ class Project:
         todo = [r for r in records if r.status != "done"]
         return (todo or records)[0].id if records else None
 
+    def next_not_done(self, image_id: int) -> int | None:
+        """The first image not done after ``image_id`` in path order, else the first before
+        it; None when every other image is done."""
+        records = self.store.images()
+        at = next((i for i, r in enumerate(records) if r.id == image_id), -1) + 1
+        after_then_before = records[at:] + records[:at]
+        return next(
+            (r.id for r in after_then_before if r.status != "done" and r.id != image_id), None
+        )
+
     def neighbours(self, image_id: int | None, status_filter: str = "all") -> Neighbours:
         """Previous/next image among those the filter shows, in path order.
 

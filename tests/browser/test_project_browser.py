@@ -88,6 +88,9 @@ def test_folder_annotate_navigate_done_then_kill_and_resume(
         wait_objects(page, 1)
         page.wait_for_selector("#sam-done:has-text('Reopen')", timeout=TIMEOUT)
         page.screenshot(path=str(screenshots / "project-3-restarted.png"))
+        page.click("#sam-done-next")  # done already; opens the next image not done
+        wait_image(page, "dogs.jpg")
+        wait_objects(page, 1)
         log = app.log_text()
     # dogs.jpg from the disk cache; dog.jpg was read from there by the background prefetch.
     assert "Embedding of dogs.jpg from disk" in log and "Embedding of dog.jpg from memory" in log

@@ -322,3 +322,15 @@ def test_objects_without_a_label_never_take_a_label_of_that_name(app, folder):
         (named, True),
         (None, True),
     ]
+
+
+def test_done_and_next_opens_the_next_image_not_done(app):
+    s, _ = start(app)
+    store = app.project.store
+    store.set_status(store.image_id("dogs.jpg"), "done")
+    list(app.on_done_next(s))
+    assert s.link.path == "truck.jpg", s.message  # dogs.jpg is done already
+    assert store.image(store.image_id("dog.jpg")).status == "done"
+    out = list(app.on_done_next(s))  # the last one not done
+    assert s.link.path == "truck.jpg" and "Every image" in s.message
+    assert "3 of 3 done" in out[-1]["progress"]

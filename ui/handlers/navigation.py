@@ -74,6 +74,20 @@ class NavigationHandlers(HandlerBase):
         return self.project_view(session)
 
     @event
+    def on_done_next(self, session: Session) -> Iterator[Updates]:
+        """Mark the current image done and open the next one not done yet."""
+        if self.project is None or session.link is None:
+            yield self.view(session)
+            return
+        self.project.set_status(session, "done")
+        target = self.project.next_not_done(session.link.image_id)
+        if target is None:
+            session.notify(f"Marked done. Every image of {self.project.name} is done.")
+            yield {**self.view(session), **self.project_view(session)}
+            return
+        yield from self.open_project_image(session, target)
+
+    @event
     def on_done(self, session: Session) -> Updates:
         """Mark the current image done, or reopen it when it already is."""
         assert self.project is not None
