@@ -31,12 +31,15 @@ from sam.precompute import DEFAULT_CACHE_DIR
 from sam.prefetch import Prefetcher, PrefetchStatus
 
 from . import actions
+from .proposals import SOURCES, distinct_colors
 from .state import (
     AnnotatedObject,
     Doc,
     Mask,
     ProjectLink,
     Prompt,
+    Proposal,
+    Proposals,
     Session,
     StoredObject,
     default_labels,
@@ -188,7 +191,44 @@ class Project:
         note = f"{record.path}: {len(session.doc.objects)} object(s)"
         if skipped:
             note += f"; {skipped} stored object(s) do not match the image size and are not shown"
-        session.notify(note + ".", error=bool(skipped))
+        note += "."
+        if review := self._show_stored_proposals(session):
+            note += (
+                f" {review} auto-labelling proposal(s) await review: click masks to accept or "
+                "reject them, then Add accepted as objects (Enter)."
+            )
+        session.notify(note, error=bool(skipped))
+
+    def _show_stored_proposals(self, session: Session) -> int:
+        """Put the image's stored proposals awaiting review on show, those of one source at a
+        time (a proposal set has one; the others come the next time the image opens);
+        returns how many."""
+        link, doc = session.link, session.doc
+        assert link is not None and doc.image is not None
+        size = doc.image.size
+        records = [
+            r for r in self.store.objects(link.image_id, reviewed=False)
+            if r.source in SOURCES and tuple(r.rle["size"]) == size
+        ]  # fmt: skip
+        records = [r for r in records if r.source == records[0].source] if records else []
+        if not records:
+            return 0
+        names = {lab.id: lab.name for lab in self.store.labels()}
+        colors = distinct_colors(len(records))
+        items = tuple(
+            Proposal(
+                mask=Mask.from_array(r.mask()),
+                score=r.score or 0.0,
+                mask_score=r.score or 0.0,
+                color=colors[i],
+                prompt=_stored_prompt(r.prompts),
+                phrase=names.get(r.label_id) if r.label_id is not None else None,
+            )
+            for i, r in enumerate(records)
+        )
+        session.replace_doc(replace(doc, proposals=Proposals(items, records[0].source)))
+        link.review_rows = tuple(r.id for r in records)
+        return len(items)
 
     def _allocate_label(self, name: str, color: str) -> Label:
         return self.store.ensure_label(name, color)
@@ -245,6 +285,11 @@ class Project:
             return False
         changed = self._write_labels(session)
         doc = session.doc
+        if link.review_rows and doc.proposals is None:
+            # The stored proposals were accepted (objects now, written below) or discarded.
+            for row in link.review_rows:
+                self.store.delete_object(row)
+            link.review_rows, changed = (), True
         before = self.store.object_versions(link.image_id)
         conflicts: list[int] = []  # session ids whose write met another tab's change
         kept: set[int] = set()  # rows this tab deleted but another tab had changed
@@ -463,19 +508,23 @@ def _prompts(prompt: Prompt) -> dict[str, Any] | None:
     return {"points": [list(p) for p in prompt.points], "box": list(prompt.box or []) or None}
 
 
-def _from_record(rec: ObjectRecord, obj_id: int, label_id: int) -> AnnotatedObject:
-    prompts = rec.prompts or {}
+def _stored_prompt(prompts: dict[str, Any] | None) -> Prompt:
+    """The prompt a store row records (``{"points": [[x, y, label]], "box": ...}``)."""
+    prompts = prompts or {}
     box = prompts.get("box")
-    prompt = Prompt(
+    return Prompt(
         points=tuple((int(x), int(y), int(lab)) for x, y, lab in prompts.get("points") or ()),
         box=tuple(int(v) for v in box) if box else None,  # type: ignore[arg-type]
     )
+
+
+def _from_record(rec: ObjectRecord, obj_id: int, label_id: int) -> AnnotatedObject:
     return AnnotatedObject(
         id=obj_id,
         label_id=label_id,
         mask=Mask.from_array(rec.mask()),
         score=1.0 if rec.score is None else float(rec.score),
-        prompt=prompt,
+        prompt=_stored_prompt(rec.prompts),
         hidden=rec.hidden,
         source=rec.source,
         color=rec.color,

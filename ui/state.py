@@ -285,6 +285,9 @@ class ProjectLink:
     stored: dict[int, StoredObject] = field(default_factory=dict)
     labels: tuple[Label, ...] = ()
     allocate: LabelAllocator | None = None
+    # Rows of stored auto-labelling proposals (python -m sam.autolabel) on show; deleted from
+    # the store once they are accepted (then they are objects) or discarded.
+    review_rows: tuple[int, ...] = ()
 
 
 @dataclass

@@ -9,9 +9,10 @@ exported nor counted as annotations.
 
 Workers (this process, or Ray actors) only compute; the driver writes each image's proposals
 in one transaction as they arrive, so a killed run loses at most the images in flight. Images
-that already hold proposals, or that someone has started annotating, are skipped: a rerun does
-the rest. The embedding store is shared with ``sam.precompute`` and the app (embeddings
-computed here are not computed again when the image is opened).
+labelled before (for the same ``--everything``/``--text`` kind, whatever was found), or that
+someone has started annotating, are skipped: a rerun does the rest. The embedding store is
+shared with ``sam.precompute`` and the app (embeddings computed here are not computed again
+when the image is opened).
 """
 
 from __future__ import annotations
@@ -130,9 +131,10 @@ class Outcome:
         )
 
 
-def pending_images(store: AnnotationStore) -> tuple[list[str], int]:
-    """Images to label (not started, no proposals yet) and how many are skipped."""
-    busy = store.images_with_proposals()
+def pending_images(store: AnnotationStore, source: str) -> tuple[list[str], int]:
+    """Images to label (not started, not labelled for ``source`` yet) and how many are
+    skipped."""
+    busy = store.autolabelled(source)
     records = store.images()
     todo = [r.path for r in records if r.status == "not_started" and r.id not in busy]
     return todo, len(records) - len(todo)
@@ -160,7 +162,7 @@ def writer(store: AnnotationStore, task: Task, outcome: Outcome) -> Callable[[li
 
 def autolabel(labeller: Labeller, store: AnnotationStore, progress: bool = True) -> Outcome:
     """Label every pending image of the store's folder in this process."""
-    todo, skipped = pending_images(store)
+    todo, skipped = pending_images(store, labeller.task.source)
     outcome = Outcome(skipped=skipped)
     write = writer(store, labeller.task, outcome)
     for rel in tqdm(todo, desc=f"auto-labelling ({labeller.task.source})", unit="image",
@@ -184,7 +186,7 @@ def autolabel_on_ray(
     from ..scale import connected, run_batches, start_actors
 
     folder, cache_root = folder.resolve(), cache_root.resolve()
-    todo, skipped = pending_images(store)
+    todo, skipped = pending_images(store, task.source)
     outcome = Outcome(skipped=skipped)
     if not todo:
         return outcome

@@ -69,8 +69,17 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # v2: an object may override its label's colour.
     2: "ALTER TABLE objects ADD COLUMN color TEXT;",
-    # v3: proposals written by batch auto-labelling wait for review (reviewed = 0).
-    3: "ALTER TABLE objects ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 1;",
+    # v3: proposals written by batch auto-labelling wait for review (reviewed = 0); which
+    # images a run has done (found something or not), so a rerun does only the rest.
+    3: """
+    ALTER TABLE objects ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE autolabelled (
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        done_at REAL NOT NULL,
+        PRIMARY KEY (image_id, source)
+    );
+    """,
 }
 
 # Default of update_object's optional fields: leave the stored value as it is.
@@ -420,10 +429,11 @@ class AnnotationStore:
         source: str,
         proposals: Iterable[tuple[dict[str, Any], float | None, dict[str, Any] | None, int | None]],
     ) -> list[int]:
-        """Store an image's auto-labelling results as objects awaiting review, all in one
-        transaction (a crash leaves an image with all of them or none). Each proposal is
-        ``(COCO RLE, score, prompts, label id)``; ``source`` is "everything" or "text". The
-        image's status is left as it is: nothing was annotated yet."""
+        """Store an image's auto-labelling results as objects awaiting review, and mark the
+        image done for ``source`` (even when nothing was found), all in one transaction: a
+        crash leaves an image with all of them or none. Each proposal is ``(COCO RLE, score,
+        prompts, label id)``; ``source`` is "everything" or "text". The image's status is
+        left as it is: nothing was annotated yet."""
         now = time.time()
         ids = []
         with self._tx() as conn:
@@ -438,13 +448,17 @@ class AnnotationStore:
                     ),
                 )  # fmt: skip
                 ids.append(int(cur.lastrowid))
+            conn.execute(
+                "INSERT OR REPLACE INTO autolabelled (image_id, source, done_at) VALUES (?,?,?)",
+                (image_id, source, now),
+            )
         return ids
 
-    def images_with_proposals(self) -> set[int]:
-        """Ids of the images holding proposals that await review."""
+    def autolabelled(self, source: str) -> set[int]:
+        """Ids of the images an auto-labelling run of ``source`` has done."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT DISTINCT image_id FROM objects WHERE reviewed = 0"
+                "SELECT image_id FROM autolabelled WHERE source = ?", (source,)
             ).fetchall()
         return {int(r[0]) for r in rows}
 

@@ -94,3 +94,11 @@ def test_an_image_being_annotated_is_left_alone(tiny_checkpoint, project, capsys
     assert code == 0 and "labelled 1 " in out and "skipped 1" in out
     with AnnotationStore.for_folder(project) as store:
         assert store.objects(store.image_id("dog.jpg"), reviewed=False) == []
+
+
+def test_an_image_where_nothing_was_found_is_not_labelled_again(tiny_checkpoint, project, capsys):
+    strict = ("--everything", "--points-per-side", "2")  # SAM's thresholds: random weights fail
+    code, out, _ = run(project, tiny_checkpoint, *strict, capsys=capsys)
+    assert code == 0 and "labelled 2 (0 proposals)" in out
+    code, out, _ = run(project, tiny_checkpoint, *strict, capsys=capsys)
+    assert code == 0 and "labelled 0 (0 proposals), skipped 2" in out
