@@ -19,6 +19,9 @@ from safetensors import safe_open
 
 from sam import SamPredictor, load_model
 from sam import scale as scale_module
+from sam.automatic import AutoMaskConfig
+from sam.dataset.autolabel import Labeller, Task, autolabel, autolabel_on_ray
+from sam.dataset.store import AnnotationStore
 from sam.disk_cache import EmbeddingDiskCache
 from sam.errors import ClusterError, EmbeddingStoreError
 from sam.precompute import check_writable, main, precompute
@@ -147,6 +150,39 @@ def test_cli_on_ray_finds_what_the_local_path_stored_and_names_the_unreadable_fi
     out, err = capsys.readouterr()
     assert "encoded 0, skipped 12, failed 1 (broken.png)" in out
     assert "could not read broken.png: " in err
+
+
+def test_autolabel_on_ray_stores_the_local_paths_proposals_for_review(
+    ray_session, images, local_store, tiny_checkpoint, tmp_path
+):
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("dog.png", "truck_crop.jpg", "groceries_mirrored.png", "broken.png"):
+        shutil.copy(images / name, project / name)
+    cache = tmp_path / "embeddings"  # the precomputed embeddings: workers only decode
+    shutil.copytree(local_store, cache / local_store.name)
+    task = Task(everything=AutoMaskConfig(3, pred_iou_thresh=-10, stability_score_thresh=0))
+
+    def on_ray_run(store):
+        return autolabel_on_ray(str(tiny_checkpoint), store, project, cache, task, OPTIONS, "cpu")
+
+    with AnnotationStore.for_folder(project, tmp_path / "ray.sqlite") as store:
+        outcome = on_ray_run(store)
+        assert (outcome.labelled, outcome.lost, list(outcome.failed)) == (3, [], ["broken.png"])
+        on_ray = {r.path: store.objects(r.id, reviewed=False) for r in store.images()}
+        assert all(not p.reviewed and p.source == "everything" for v in on_ray.values() for p in v)
+        assert outcome.proposals == sum(map(len, on_ray.values())) > 0
+        again = on_ray_run(store)
+        assert (again.labelled, again.skipped) == (0, 3)  # only broken.png is tried again
+
+    model = load_model(tiny_checkpoint, device="cpu")
+    labeller = Labeller(SamPredictor(model, EmbeddingDiskCache(cache, model)), project, task)
+    with AnnotationStore.for_folder(project, tmp_path / "local.sqlite") as store:
+        autolabel(labeller, store, progress=False)
+        here = {r.path: store.objects(r.id, reviewed=False) for r in store.images()}
+    assert {k: [(p.rle, p.score, p.prompts) for p in v] for k, v in on_ray.items()} == {
+        k: [(p.rle, p.score, p.prompts) for p in v] for k, v in here.items()
+    }
 
 
 def test_a_worker_that_cannot_see_the_store_says_so(ray_session, tiny_checkpoint, images):
