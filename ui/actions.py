@@ -18,7 +18,6 @@ from sam.cache import array_digest
 from sam.dataset.annotations import Label
 from sam.dataset.colors import check_color
 from sam.errors import PromptError
-from sam.masks import mask_to_logits
 from sam.predictor import check_point_count
 
 from .errors import LabelError, MaskImportError, ObjectError
@@ -89,6 +88,8 @@ def predict(doc: Doc, prompt: Prompt, predictor: SamPredictor) -> Candidates:
     mask_input = None
     if not multimask and doc.candidates is not None:
         mask_input = doc.candidates.selected_logits()
+        if mask_input is None:  # a mask without logits: laid out as this model's family wants
+            mask_input = predictor.engine.mask_prompt(doc.candidates.mask.to_array())
     coords = labels = None
     if prompt.points:
         coords = np.array([[x, y] for x, y, _ in prompt.points], dtype=np.float32)
@@ -174,7 +175,8 @@ def accept(session: Session) -> AnnotatedObject | None:
     if cands.mask.area == 0:
         session.notify("The mask is empty: add a positive click on the object.", error=True)
         return None
-    logits = frozen(np.array(cands.selected_logits()))
+    selected = cands.selected_logits()
+    logits = None if selected is None else frozen(np.array(selected))
     editing = doc.object(doc.editing) if doc.editing is not None else None
     if editing is not None:
         obj = replace(
@@ -269,10 +271,9 @@ def edit_object(session: Session, obj_id: int) -> None:
     """Bring an object's prompts and mask back so more clicks refine it; Accept saves it."""
     doc = session.doc
     obj = _get_object(session, obj_id)
-    # Imported masks and objects reloaded from a project have no decoder logits: derive them
-    # from the mask so the next click refines it instead of starting from nothing.
-    logits = obj.logits if obj.logits is not None else frozen(mask_to_logits(obj.mask.to_array()))
-    cands = Candidates(masks=(obj.mask,), scores=(obj.score,), logits=logits)
+    # Imported masks and objects reloaded from a project have no decoder logits: predict()
+    # derives them from the mask (in the loaded model's layout) so the next click refines it.
+    cands = Candidates(masks=(obj.mask,), scores=(obj.score,), logits=obj.logits)
     session.commit(replace(doc, prompt=obj.prompt, candidates=cands, editing=obj_id))
     session.selected_object = obj_id
     session.notify(f"Editing object #{obj_id}: click to refine, Enter to save, Esc to cancel.")

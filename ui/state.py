@@ -116,7 +116,9 @@ class Candidates:
 
     masks: tuple[Mask, ...]
     scores: tuple[float, ...]
-    logits: np.ndarray  # (K, 256, 256) float32, read-only
+    # (K, 256, 256) float32, read-only; None for a mask with no decoder logits (an imported or
+    # reloaded object being re-edited): the engine lays it out as a prompt when a click comes.
+    logits: np.ndarray | None
     selected: int = 0
 
     @property
@@ -127,9 +129,9 @@ class Candidates:
     def score(self) -> float:
         return self.scores[self.selected]
 
-    def selected_logits(self) -> np.ndarray:
+    def selected_logits(self) -> np.ndarray | None:
         """The chosen candidate's low-res logits, shaped ``(1, 256, 256)`` for ``mask_input``."""
-        return self.logits[self.selected : self.selected + 1]
+        return None if self.logits is None else self.logits[self.selected : self.selected + 1]
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,7 @@ def test_import_png_and_coco_then_edit_seeds_mask_input(app, folder, tmp_path):
     class Spy:
         def __init__(self) -> None:
             self.inner = real()
+            self.engine = self.inner.engine
 
         def set_image(self, image, digest=None):
             self.inner.set_image(image, digest)

@@ -123,8 +123,9 @@ class HandlerBase:
         if status is None:
             return f'<div class="sam-model">Model <b>{source}</b> not loaded yet.</div>'
         if status.ok:
+            family = f" ({text(status.family)})" if status.family else ""
             return (
-                f'<div class="sam-model sam-ok">Model <b>{source}</b> on '
+                f'<div class="sam-model sam-ok">Model <b>{source}</b>{family} on '
                 f"<b>{text(status.device)}</b></div>"
             )
         return (
