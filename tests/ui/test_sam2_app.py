@@ -67,6 +67,7 @@ def test_reediting_an_imported_mask_feeds_it_in_sam2_layout(
     cands = session.doc.candidates
     np.testing.assert_allclose(cands.logits, logits, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(cands.mask.to_array(), masks[0])
+    assert cands.score == pytest.approx(float(scores[0]), abs=1e-4)
     sam2_page.on_accept(session)
     (edited,) = session.doc.objects
     assert edited.id == obj.id and edited.logits is not None
