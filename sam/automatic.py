@@ -43,7 +43,7 @@ _CPU_POINTS_PER_BATCH = 2
 
 @dataclass(frozen=True)
 class AutoMaskConfig:
-    """Parameters of the generator, with SAM's defaults.
+    """Parameters of the generator, with SAM's defaults (:meth:`for_family`: SAM 2's).
 
     Attributes:
         points_per_side: the grid is ``points_per_side²`` points over the image (32 -> 1024).
@@ -78,6 +78,15 @@ class AutoMaskConfig:
             raise ValueError("points_per_side and points_per_batch must be at least 1")
         if self.crop_n_layers < 0 or self.crop_n_points_downscale_factor < 1:
             raise ValueError("crop_n_layers must be >= 0 and the downscale factor >= 1")
+
+    @classmethod
+    def for_family(cls, family: str) -> AutoMaskConfig:
+        """The defaults Meta's generator of ``family`` (``SamEngine.family``) uses: SAM 2's
+        ``SAM2AutomaticMaskGenerator`` keeps candidates from a predicted IoU of 0.8 (its
+        calibrated scores run lower), SAM's from 0.88; every other default is shared."""
+        if family.startswith("sam2"):
+            return cls(pred_iou_thresh=0.8)
+        return cls()
 
 
 @dataclass
@@ -209,7 +218,7 @@ class AutomaticMaskGenerator:
 
     def __init__(self, model: SamEngine | Sam, config: AutoMaskConfig | None = None) -> None:
         self.engine = as_engine(model)
-        self.config = config or AutoMaskConfig()
+        self.config = config or AutoMaskConfig.for_family(self.engine.family)
 
     def generate(
         self,
