@@ -29,7 +29,7 @@ from sam.device import PRECISION_CHOICES
 from sam.errors import StoreError
 from sam.text_prompt import DEFAULT_DETECTOR
 from ui.layout import build_demo, launch_options
-from ui.models import DEFAULT_MODEL, ModelManager
+from ui.models import ModelManager, default_model
 from ui.project import Project
 
 logger = logging.getLogger("sam_annotator")
@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help="SAM checkpoint: a Hugging Face repo id (facebook/sam-vit-base, "
+        default=None,
+        help="SAM checkpoint (default: facebook/sam2.1-hiera-tiny on a CPU, facebook/sam-vit-base "
+        "on a GPU): a Hugging Face repo id (facebook/sam-vit-base, facebook/sam2.1-hiera-tiny, "
         "facebook/sam-vit-large, facebook/sam-vit-huge, Zigeng/SlimSAM-uniform-50, "
         "Zigeng/SlimSAM-uniform-77, wanglab/medsam-vit-base), a local folder with config.json + "
         "model.safetensors, or a Meta .pth file. Hub models are downloaded on first use.",
@@ -138,6 +139,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--models-dir {folder} is not a folder")
     if args.images is None and (args.db is not None or args.labels is not None):
         parser.error("--db and --labels belong to a project: give --images DIR too")
+    if args.model is None:
+        args.model = default_model(args.device)
     return args
 
 
