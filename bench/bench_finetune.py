@@ -28,7 +28,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sam.finetune.trainer import interactive_loss, trainable_copy  # noqa: E402
+from sam.finetune.trainer import (  # noqa: E402
+    interactive_loss,
+    trainable_copy,
+    trainable_parameters,
+)
 from sam.modeling import Sam, SamConfig, VisionConfig  # noqa: E402
 
 
@@ -52,7 +56,7 @@ def targets(batch: int) -> torch.Tensor:
 def measure(model: Sam, batch: int, corrections: int, steps: int, device: torch.device) -> float:
     """Median seconds of one training step."""
     trainable = trainable_copy(model, "prompt-decoder").train()
-    params = [p for p in trainable.parameters() if p.requires_grad]
+    params = trainable_parameters(trainable, "prompt-decoder")
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(batch, 256, 64, 64, device=device)

@@ -93,8 +93,15 @@ def trainable_copy(model: Sam, mode: str) -> Sam:
     clone = copy.deepcopy(model, memo=shared)
     prefixes = TRAINABLE_PREFIXES[mode]
     for name, param in clone.named_parameters():
-        param.requires_grad_(name.startswith(prefixes))
+        if id(param) not in shared:  # the shared encoder is never run with gradients here
+            param.requires_grad_(name.startswith(prefixes))
     return clone
+
+
+def trainable_parameters(model: Sam, mode: str) -> list[torch.nn.Parameter]:
+    """The parameters ``mode`` trains."""
+    prefixes = TRAINABLE_PREFIXES[mode]
+    return [p for name, p in model.named_parameters() if name.startswith(prefixes)]
 
 
 def interactive_loss(
@@ -218,7 +225,7 @@ class _Run:
         save_model(self.model, out_dir)
         steps_per_epoch = math.ceil(len(train_objects) / self.config.batch_size)
         optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
+            trainable_parameters(self.model, self.config.train),
             lr=self.config.lr,
             weight_decay=self.config.weight_decay,
         )

@@ -92,6 +92,7 @@ def test_stop_event_keeps_the_best_checkpoint_and_leaves_the_model_alone(
 ):
     engine = load_model(tiny_checkpoint, device="cpu")
     before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    flags = {k: p.requires_grad for k, p in engine.model.named_parameters()}
     stop = threading.Event()
     phases = []
 
@@ -108,6 +109,7 @@ def test_stop_event_keeps_the_best_checkpoint_and_leaves_the_model_alone(
     # The caller's model was not trained (annotation goes on with it meanwhile).
     for key, value in engine.model.state_dict().items():
         assert torch.equal(value, before[key]), key
+    assert {k: p.requires_grad for k, p in engine.model.named_parameters()} == flags
     assert load_model(tmp_path / "out", device="cpu") is not None
 
 
