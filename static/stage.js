@@ -52,15 +52,29 @@ element.addEventListener("contextmenu", (e) => {
   if (stageOf(e.target)) e.preventDefault();
 });
 
+// A click on the image takes keyboard focus back from any text box (label name, Find objects,
+// model), so Enter / Esc / shortcuts act on the stage again: the pointerdown's preventDefault
+// below would otherwise leave the focus where it was.
+function releaseFocus() {
+  const active = document.activeElement;
+  if (active && active !== document.body && (active.isContentEditable || active.matches("input, textarea, select"))) {
+    active.blur();
+  }
+}
+
 element.addEventListener("pointerdown", (e) => {
   const info = stageOf(e.target);
-  if (!info || (e.button !== 0 && e.button !== 2)) return;
+  if (!info) return;
+  releaseFocus();
+  if (startPan(e, info)) return;
+  if (e.button !== 0 && e.button !== 2) return;
   e.preventDefault();
   info.canvas.setPointerCapture(e.pointerId);
   gesture = { info, button: e.button, shift: e.shiftKey, x0: e.clientX, y0: e.clientY, drag: false };
 });
 
 element.addEventListener("pointermove", (e) => {
+  if (movePan(e)) return;
   if (!gesture || gesture.button !== 0) return;
   const dx = e.clientX - gesture.x0;
   const dy = e.clientY - gesture.y0;
@@ -78,10 +92,11 @@ element.addEventListener("pointermove", (e) => {
   const top = Math.max(0, Math.min(e.clientY, gesture.y0) - rect.top);
   const right = Math.min(rect.width, Math.max(e.clientX, gesture.x0) - rect.left);
   const bottom = Math.min(rect.height, Math.max(e.clientY, gesture.y0) - rect.top);
-  band.style.left = `${left}px`;
-  band.style.top = `${top}px`;
-  band.style.width = `${Math.max(0, right - left)}px`;
-  band.style.height = `${Math.max(0, bottom - top)}px`;
+  const local = canvas.offsetWidth / rect.width; // screen px -> the canvas's own px when zoomed
+  band.style.left = `${left * local}px`;
+  band.style.top = `${top * local}px`;
+  band.style.width = `${Math.max(0, right - left) * local}px`;
+  band.style.height = `${Math.max(0, bottom - top) * local}px`;
 });
 
 function finish(e, cancelled) {
@@ -114,8 +129,99 @@ function finish(e, cancelled) {
   decodeHere(info.stage, { point: [a.px, a.py, negative ? 0 : 1] });
 }
 
-element.addEventListener("pointerup", (e) => finish(e, false));
-element.addEventListener("pointercancel", (e) => finish(e, true));
+element.addEventListener("pointerup", (e) => endPan(e) || finish(e, false));
+element.addEventListener("pointercancel", (e) => endPan(e) || finish(e, true));
+
+// ---- Zoom and pan ---------------------------------------------------------------------------
+// The wheel zooms around the pointer, a middle-drag or Space+drag pans, 0 fits the image again.
+// The canvas (photo, overlay, markers) is scaled and moved as one with a CSS transform, so the
+// mapping of clicks to image pixels above (getBoundingClientRect) holds at every zoom.
+
+const MAX_ZOOM = 16;
+const zoom = { key: null, s: 1, tx: 0, ty: 0, space: false, pan: null };
+
+function applyZoom() {
+  const stage = currentStage();
+  if (!stage) return;
+  if (zoom.key !== stage.dataset.key) Object.assign(zoom, { key: stage.dataset.key, s: 1, tx: 0, ty: 0 });
+  const canvas = stage.querySelector(".sam-canvas");
+  if (!canvas) return;
+  // Only what differs is written: these writes are themselves observed (below).
+  const transform = zoom.s === 1 ? "" : `translate(${zoom.tx}px, ${zoom.ty}px) scale(${zoom.s})`;
+  if (stage.style.overflow !== "hidden") stage.style.overflow = "hidden";
+  if (canvas.style.transformOrigin !== "0px 0px") canvas.style.transformOrigin = "0 0";
+  if (canvas.style.transform !== transform) canvas.style.transform = transform;
+  if (stage.dataset.zoom !== zoom.s.toFixed(4)) stage.dataset.zoom = zoom.s.toFixed(4);
+}
+
+function zoomAt(clientX, clientY, scale) {
+  const stage = currentStage();
+  if (!stage) return;
+  const rect = stage.querySelector(".sam-canvas").getBoundingClientRect();
+  const s = Math.min(MAX_ZOOM, Math.max(1, scale));
+  if (s === 1) Object.assign(zoom, { s: 1, tx: 0, ty: 0 });
+  else {
+    // Keep the image point under the pointer where it is.
+    const left = rect.left - zoom.tx;
+    const top = rect.top - zoom.ty;
+    zoom.tx = clientX - left - (s * (clientX - left - zoom.tx)) / zoom.s;
+    zoom.ty = clientY - top - (s * (clientY - top - zoom.ty)) / zoom.s;
+    zoom.s = s;
+  }
+  applyZoom();
+}
+window.__samZoomFit = () => {
+  if (!currentStage()) return false;
+  Object.assign(zoom, { s: 1, tx: 0, ty: 0 });
+  applyZoom();
+  return true;
+};
+
+element.addEventListener(
+  "wheel",
+  (e) => {
+    if (!stageOf(e.target)) return;
+    e.preventDefault();
+    zoomAt(e.clientX, e.clientY, zoom.s * Math.exp(-e.deltaY * 0.002));
+  },
+  { passive: false },
+);
+
+function startPan(e, info) {
+  if (!(e.button === 1 || (e.button === 0 && zoom.space))) return false;
+  e.preventDefault();
+  info.canvas.setPointerCapture(e.pointerId);
+  zoom.pan = { x0: e.clientX, y0: e.clientY, tx: zoom.tx, ty: zoom.ty };
+  return true;
+}
+
+function movePan(e) {
+  if (!zoom.pan) return false;
+  if (zoom.s > 1) {
+    zoom.tx = zoom.pan.tx + e.clientX - zoom.pan.x0;
+    zoom.ty = zoom.pan.ty + e.clientY - zoom.pan.y0;
+    applyZoom();
+  }
+  return true;
+}
+
+function endPan() {
+  if (!zoom.pan) return false;
+  zoom.pan = null;
+  return true;
+}
+
+const typingIn = (t) =>
+  t && (t.isContentEditable || (["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && !["radio", "checkbox", "range"].includes(t.type)));
+document.addEventListener("keydown", (e) => {
+  if (e.key === " " && !typingIn(e.target) && currentStage()) {
+    zoom.space = true;
+    e.preventDefault(); // no page scroll while Space pans
+  }
+});
+document.addEventListener("keyup", (e) => {
+  if (e.key === " ") zoom.space = false;
+});
 
 // ---- Clicks decoded in the browser ------------------------------------------------------------
 // The server names its decoder.onnx and the image's embedding in the stage's data-decoder /
@@ -245,7 +351,7 @@ function syncDecoder() {
       const dims = stage.dataset.dims.split(",").map(Number);
       dec.worker.postMessage({ type: "embedding", url: stage.dataset.embedding, dims });
     }
-    if (ready(stage)) stage.dataset.decoderReady = "1";
+    if (ready(stage) && stage.dataset.decoderReady !== "1") stage.dataset.decoderReady = "1";
   }
   settlePreview(stage);
 }
@@ -346,8 +452,9 @@ function paintPreview(stage) {
   // The server's overlay still shows the previous current mask: show its objects-only twin.
   const overlay = box.querySelector(".sam-overlay");
   const under = box.querySelector(".sam-under");
-  if (overlay && stage.dataset.cands !== undefined) overlay.style.visibility = "hidden";
-  if (under && stage.dataset.cands !== undefined) under.hidden = false;
+  const showsCurrent = stage.dataset.cands !== undefined;
+  if (overlay && showsCurrent && overlay.style.visibility !== "hidden") overlay.style.visibility = "hidden";
+  if (under && showsCurrent && under.hidden) under.hidden = false;
 }
 
 function endPreview(stage) {
@@ -398,7 +505,11 @@ document.addEventListener(
   true,
 );
 
-new MutationObserver(() => syncDecoder()).observe(element, { childList: true, subtree: true });
+// Gradio may patch the stage's attributes in place (dropping the zoom) as well as replace it.
+new MutationObserver(() => {
+  syncDecoder();
+  applyZoom();
+}).observe(element, { childList: true, subtree: true, attributes: true, attributeFilter: ["style", "data-rev", "data-zoom"] });
 syncDecoder();
 
 // The empty stage is a drop zone; clicking it opens the file picker of the Upload box.
@@ -471,6 +582,7 @@ if (!window.__samKeys) {
     } else if (e.key === "." || e.key === "PageDown") handled = press("#sam-next");
     else if (e.key === "," || e.key === "PageUp") handled = press("#sam-prev");
     else if (key === "d") handled = press("#sam-done");
+    else if (e.key === "0") handled = Boolean(window.__samZoomFit && window.__samZoomFit());
     else if (key === "h") handled = press("#sam-only input[type=checkbox]");
     else if (key === "c") {
       const cards = Array.from(document.querySelectorAll("#sam-cands .sam-cand"));

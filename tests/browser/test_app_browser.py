@@ -264,3 +264,51 @@ def test_drop_on_canvas_and_keyboard_shortcuts(page, app_server):
     page.keyboard.press("Control+z")
     wait_objects(page, 1)
     assert not page.js_errors, page.js_errors
+
+
+def test_focus_returns_to_the_stage_after_typing(page, app_server):
+    """After typing in a text box, a click on the image gives the keys back to the stage:
+    Esc clears the prompt instead of going to the box."""
+    open_app(page, app_server.url)
+    upload(page, TRUCK)
+    page.click("#sam-label-name textarea, #sam-label-name input")
+    page.keyboard.type("wheel")
+    page.mouse.click(*screen_xy(page, 500.5, 375.5))
+    wait_points(page, 1)
+    page.keyboard.press("Escape")
+    wait_points(page, 0)
+    assert not page.js_errors
+
+
+def test_clicks_keep_image_coordinates_when_zoomed_and_panned(page, app_server):
+    """The wheel zooms around the pointer; at every zoom (and after a middle-drag pan) a click
+    lands on the image pixel under the pointer; 0 fits the image again."""
+    open_app(page, app_server.url)
+    upload(page, TRUCK)
+    zooms = []
+    # Nearby pixels, so each stays in view as the zoom grows around the previous one.
+    for n, (x, y) in enumerate([(500, 375), (530, 360), (545, 392)], start=1):
+        page.mouse.move(*screen_xy(page, x + 0.5, y + 0.5))
+        page.mouse.wheel(0, -400)
+        page.wait_for_function(
+            f"+document.querySelector('#sam-stage .sam-stage').dataset.zoom > {max(zooms or [1])}"
+        )
+        zooms.append(float(page.get_attribute("#sam-stage .sam-stage", "data-zoom")))
+        page.mouse.click(*screen_xy(page, x + 0.5, y + 0.5))
+        wait_points(page, n)
+        assert points(page)[-1] == [x, y, "pos"]
+    assert zooms[2] > zooms[1] > zooms[0] > 1
+    # Middle-drag pans the zoomed image; clicks still map to the pixel under the pointer.
+    before = screen_xy(page, 545.5, 392.5)
+    page.mouse.move(700, 500)
+    page.mouse.down(button="middle")
+    page.mouse.move(640, 470, steps=3)
+    page.mouse.up(button="middle")
+    after = screen_xy(page, 545.5, 392.5)
+    assert (round(after[0] - before[0]), round(after[1] - before[1])) == (-60, -30)
+    page.mouse.click(*screen_xy(page, 548.5, 395.5))
+    wait_points(page, 4)
+    assert points(page)[-1] == [548, 395, "pos"]
+    page.keyboard.press("0")
+    assert page.get_attribute("#sam-stage .sam-stage", "data-zoom") == "1.0000"
+    assert not page.js_errors
