@@ -2,6 +2,7 @@
 
     python bench/bench_engine.py [--model-dims vit-b|vit-l|vit-h|slimsam-50|slimsam-77]
                                  [--repeat N] [--json out.json] [--image PATH] [--threads N]
+    python bench/bench_engine.py --sam2 [--repeat N] [--clicks N]   # SAM 2.1 Hiera-Tiny rows
 
 Builds a random-weight checkpoint in the real Hugging Face format (``save_pretrained``: no
 download), then runs, each in its own subprocess so that peak memory is its own:
@@ -445,6 +446,139 @@ def upsample_one_mask_fn(size: tuple[int, int]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# SAM 2.1 rows (--sam2): one process, ours against transformers' Sam2Model on the same weights
+
+# Targets of issue 19 (Hiera-Tiny): encode vs transformers and vs its floor, click vs transformers.
+SAM2_TARGETS = {"encode": {"vs_hf": 0.60, "vs_floor": 1.3}, "click": {"vs_hf": 0.50}}
+
+
+def count_sam2_flops(hf_model: Any) -> dict[str, float]:
+    """FLOPs of transformers' Sam2Model (the reference computation) with ``hf_model``'s config,
+    counted on the meta device: encoder per image, prompt encoder + decoder per one point."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import Sam2Model
+
+    with torch.device("meta"):
+        model = Sam2Model(hf_model.config).eval()
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as enc:
+            feats = model.get_image_embeddings(torch.empty(1, 3, 1024, 1024, device="meta"))
+        points = torch.empty(1, 1, 1, 2, device="meta")
+        labels = torch.ones(1, 1, 1, dtype=torch.long, device="meta")
+        with FlopCounterMode(display=False) as dec:
+            model(image_embeddings=feats, input_points=points, input_labels=labels)
+    return {"encoder": enc.get_total_flops(), "decoder": dec.get_total_flops()}
+
+
+def _best_of(fn: Any, runs: int) -> float:
+    """Median seconds of ``runs`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sam2_bench(repeat: int, clicks: int, image_path: Path) -> list[dict[str, Any]]:
+    """Random-weight SAM 2.1 Hiera-Tiny: encode (preprocess + backbone + neck) and one click
+    (prompt encoder + decoder + the best mask upsampled to the image and thresholded), ours and
+    transformers' fp32, and the floor (counted FLOPs / measured fp32 matmul rate)."""
+    import torch.nn.functional as F
+    from sam2_checkpoints import HIERA_TINY_DIMS, random_hf_sam2, save_hf_sam2
+
+    from sam import SamPredictor, load_model
+    from sam.image_io import load_image
+    from sam.transforms import preprocess_square
+
+    hf = random_hf_sam2(HIERA_TINY_DIMS, seed=0)
+    image = load_image(str(image_path))
+    height, width = image.shape[:2]
+    with tempfile.TemporaryDirectory(prefix="sam2-bench-") as tmp:
+        engine = load_model(str(save_hf_sam2(hf, Path(tmp) / "hiera-tiny")), device="cpu",
+                            dtype="fp32")  # fmt: skip
+    predictor = SamPredictor(engine)
+    point, label = np.array([[CLICK_POINT]]), np.array([[1]])
+
+    def ours_encode() -> None:
+        engine.set_cache_bytes(256 * 2**20)  # empties the cache: a new image each time
+        predictor.set_image(image)
+
+    def ours_click() -> None:
+        low_res, iou = predictor.decode_low_res(point, label, None, None, True)
+        best = int(iou[0].argmax())
+        (predictor.upscale(low_res[:, best : best + 1]) > 0).numpy()
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    feats: list[Any] = []
+    hf_point = torch.tensor(
+        [[[[CLICK_POINT[0] * 1024 / width, CLICK_POINT[1] * 1024 / height]]]], dtype=torch.float32
+    )
+    hf_label = torch.ones(1, 1, 1, dtype=torch.long)
+
+    def hf_encode() -> None:
+        with torch.inference_mode():
+            feats[:] = [hf.get_image_embeddings(preprocess_square(image, mean, std))]
+
+    def hf_click() -> None:
+        with torch.inference_mode():
+            out = hf(image_embeddings=feats[0], input_points=hf_point, input_labels=hf_label)
+            best = int(out.iou_scores[0, 0].argmax())
+            low = out.pred_masks[0, 0, best][None, None]
+            (F.interpolate(low, (height, width), mode="bilinear", align_corners=False) > 0).numpy()
+
+    ours_encode()
+    hf_encode()
+    times = {
+        "ours_encode": _best_of(ours_encode, repeat),
+        "hf_encode": _best_of(hf_encode, repeat),
+        "ours_click": _best_of(ours_click, clicks),
+        "hf_click": _best_of(hf_click, clicks),
+    }
+    flops = count_sam2_flops(hf)
+    rate = matmul_gflops(torch.float32, 0.5) * 1e9
+    low = torch.randn(1, 1, 256, 256)
+    upsample = _best_of(
+        lambda: (F.interpolate(low, (height, width), mode="bilinear") > 0).numpy(), clicks
+    )
+    floor = {"encode": flops["encoder"] / rate, "click": flops["decoder"] / rate + upsample}
+    rows = []
+    for what in ("encode", "click"):
+        ours_s, hf_s = times[f"ours_{what}"], times[f"hf_{what}"]
+        target = SAM2_TARGETS[what]
+        vs_hf, vs_floor = ours_s / hf_s, ours_s / floor[what]
+        ok = vs_hf <= target["vs_hf"] and vs_floor <= target.get("vs_floor", float("inf"))
+        rows.append(
+            {
+                "what": f"sam2.1-hiera-tiny {what} fp32",
+                "ours_ms": ours_s * 1e3,
+                "hf_ms": hf_s * 1e3,
+                "floor_ms": floor[what] * 1e3,
+                "vs_hf": vs_hf,
+                "vs_floor": vs_floor,
+                "target": ", ".join(f"{k} <= {v}" for k, v in target.items()),
+                "met": _verdict(ok),
+            }
+        )
+    return rows
+
+
+def sam2_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| row | ours ms | transformers ms | floor ms | ours/transformers | ours/floor | target "
+        "| met |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(
+            f"| {r['what']} | {r['ours_ms']:.1f} | {r['hf_ms']:.1f} | {r['floor_ms']:.1f} | "
+            f"{r['vs_hf']:.2f} | {r['vs_floor']:.2f} | {r['target']} | {r['met']} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
 # Orchestration
 
 
@@ -667,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
         help="precision of our fast path (default: auto, what load_model picks)",
     )
     parser.add_argument("--checkpoint-dir", type=Path, help="keep/reuse the random checkpoint here")
+    parser.add_argument(
+        "--sam2", action="store_true", help="SAM 2.1 Hiera-Tiny rows instead (one process)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -679,6 +816,17 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "tests"))
+    if args.sam2:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        before = os.getloadavg()[0]
+        rows = sam2_bench(args.repeat, args.clicks, args.image)
+        print(f"machine: {cpu_info()['model']}, torch threads {torch.get_num_threads()}")
+        print(f"load average (1 min) before {before:.2f}, after {os.getloadavg()[0]:.2f}")
+        print(sam2_table(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 0
     from checkpoints import random_hf_sam, save_hf_checkpoint
     from PIL import Image
 
