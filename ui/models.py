@@ -42,6 +42,8 @@ def default_model(device: str) -> str:
     if device == "auto":
         device = resolve_device("auto").type
     return DEFAULT_CPU_MODEL if device == "cpu" else DEFAULT_MODEL
+
+
 # Shown in the model selector; any repo id or local path typed there works too.
 MODEL_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (f"{name} ({repo})", repo) for name, repo in KNOWN_MODELS.items()
