@@ -14,6 +14,7 @@ from PIL import Image
 
 from sam import SamPredictor, load_model
 from sam.image_io import load_image
+from ui.models import default_model
 
 pytestmark = pytest.mark.browser
 
@@ -211,7 +212,7 @@ def test_offline_first_run_explains_the_model_problem(browser, app_launcher, tmp
         page.goto(app.url)
         banner = page.wait_for_selector("#sam-model-status .sam-bad", timeout=TIMEOUT)
         text = banner.inner_text()
-        assert "facebook/sam-vit-base" in text and "--model" in text
+        assert default_model("cpu") in text and "--model" in text
         upload(page, TRUCK)  # the image still opens; clicks explain why nothing happens
         page.mouse.click(*screen_xy(page, 10.5, 10.5))
         page.wait_for_selector("#sam-message .sam-error:has-text('No model')", timeout=TIMEOUT)
