@@ -188,8 +188,15 @@ def _require_onnx() -> None:
         )
 
 
-def export_decoder(model: Sam, path: str | Path, opset: int = OPSET) -> Path:
+def export_decoder(
+    model: Sam, path: str | Path, opset: int = OPSET, low_res_only: bool = False
+) -> Path:
     """Write the prompt encoder + mask decoder of ``model`` to ``path`` as ONNX (fp32).
+
+    ``low_res_only`` drops ``orig_im_size`` and ``masks`` (the graph is cut to
+    ``iou_predictions`` and ``low_res_masks``): ONNX Runtime computes every node of a graph
+    whatever outputs are asked for, and the upscaling to the full image is the larger part of
+    a click's work in the browser, which upscales only the pixels it shows.
 
     The file is written next to ``path`` first and renamed, so a reader never sees half of it.
     Raises :class:`OnnxExportError` without the ``onnx`` package or when ``path`` is not
@@ -198,7 +205,7 @@ def export_decoder(model: Sam, path: str | Path, opset: int = OPSET) -> Path:
     if not isinstance(model, Sam):
         raise OnnxExportError(f"Only SAM models export to ONNX here, not {type(model).__name__}.")
     _require_onnx()
-    import onnx
+    import onnx.utils
 
     path = Path(path)
     wrapper = SamOnnxDecoder(model).eval()
@@ -223,6 +230,10 @@ def export_decoder(model: Sam, path: str | Path, opset: int = OPSET) -> Path:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        if low_res_only:
+            inputs = [name for name in INPUT_NAMES if name != "orig_im_size"]
+            outputs = [name for name in OUTPUT_NAMES if name != "masks"]
+            onnx.utils.extract_model(str(tmp), str(tmp), inputs, outputs)
         onnx.checker.check_model(str(tmp))
         tmp.replace(path)
     except OSError as exc:

@@ -197,11 +197,11 @@ async function decode(msg) {
       [1, 1, LOW_RES, LOW_RES],
     ),
     has_mask_input: new ort.Tensor("float32", Float32Array.from([hasMask ? 1 : 0]), [1]),
-    orig_im_size: new ort.Tensor("float32", Float32Array.from([height, width]), [2]),
   };
-  // Only the low-res logits and scores: the upscaling is done here for the shown pixels only.
+  // The graph ends at the low-res logits and scores (ui/browser_decode.py exports it so): the
+  // upscaling is done here for the shown pixels only.
   const started = performance.now();
-  const out = await session.run(feeds, ["iou_predictions", "low_res_masks"]);
+  const out = await session.run(feeds);
   const ran = performance.now();
   const iou = out.iou_predictions.data;
   const low = out.low_res_masks.data;

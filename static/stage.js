@@ -118,15 +118,14 @@ function finish(e, cancelled) {
       if (band) band.remove();
       return;
     }
-    trigger("prompt", { kind: "box", box, key: info.key });
-    decodeHere(info.stage, { box });
+    sendPrompt(info.stage, { kind: "box", box, key: info.key }, { box });
     return;
   }
   const negative = g.button === 2 || g.shift || info.stage.dataset.mode === "neg";
   // While proposals are reviewed a click toggles one (no point is placed).
   if (!info.stage.dataset.proposals) pendingMarker(info, a.px, a.py, negative);
-  trigger("prompt", { kind: "point", x: a.px, y: a.py, negative, key: info.key });
-  decodeHere(info.stage, { point: [a.px, a.py, negative ? 0 : 1] });
+  const event = { kind: "point", x: a.px, y: a.py, negative, key: info.key };
+  sendPrompt(info.stage, event, { point: [a.px, a.py, negative ? 0 : 1] });
 }
 
 element.addEventListener("pointerup", (e) => endPan(e) || finish(e, false));
@@ -236,6 +235,7 @@ document.addEventListener("keyup", (e) => {
 const MEMO_ENTRIES = 64;
 const PREVIEW_TIMEOUT_MS = 15000;
 const ASK_EVERY_MS = 2000;
+const SERVER_AFTER_MS = 1000;
 const dec = {
   worker: null,
   readyUrl: null, // decoder.onnx the worker has loaded
@@ -248,6 +248,7 @@ const dec = {
   moreFor: new Map(), // request id -> signature whose other candidates are still coming
   memo: new Map(), // prompt signature -> {masks, lowRes, scores}
   preview: null, // {key, sig, selected, chain: Set, masks, since}
+  toServer: Promise.resolve(), // the prompts sent to the server so far, in order
 };
 window.__samDecoder = dec; // for tests and the benchmark
 
@@ -360,6 +361,20 @@ function remember(sig, result) {
   dec.memo.delete(sig);
   dec.memo.set(sig, result);
   while (dec.memo.size > MEMO_ENTRIES) dec.memo.delete(dec.memo.keys().next().value);
+}
+
+// A click or box on `stage`: decoded here first, then sent to the server, the source of truth.
+// On a small CPU the server's decode of the same prompt would compete with the worker's for the
+// cores, so the server is asked once the browser has painted (or could not decode, or after
+// SERVER_AFTER_MS at most); prompts reach the server in the order they were made.
+function sendPrompt(stage, event, change) {
+  const painted = Promise.race([decodeHere(stage, change), wait(SERVER_AFTER_MS)]);
+  const send = () => trigger("prompt", event);
+  dec.toServer = dec.toServer.then(() => painted).then(send, send);
+}
+
+function wait(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 // A click or box on `stage`: decode it here and paint it, when that repeats the server exactly.
@@ -581,7 +596,7 @@ if (!window.__samKeys) {
       }
     } else if (e.key === "." || e.key === "PageDown") handled = press("#sam-next");
     else if (e.key === "," || e.key === "PageUp") handled = press("#sam-prev");
-    else if (key === "d") handled = press("#sam-done");
+    else if (key === "d") handled = press(e.shiftKey ? "#sam-done" : "#sam-done-next");
     else if (e.key === "0") handled = Boolean(window.__samZoomFit && window.__samZoomFit());
     else if (key === "h") handled = press("#sam-only input[type=checkbox]");
     else if (key === "c") {

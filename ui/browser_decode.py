@@ -1,6 +1,7 @@
 """The files the page's decoder worker (``static/decoder_worker.js``) loads to answer clicks in
-the browser: ``decoder.onnx`` once per model (``sam.onnx_export``), and each image's embedding
-(float16 bytes). They are written into the folder Gradio serves the photos from.
+the browser: the decoder once per model (``sam.onnx_export``, cut to the low-res masks), and
+each image's embedding (float16 bytes). They are written into the folder Gradio serves the
+photos from.
 
 Exporting a model's decoder takes seconds, so it runs on a thread of its own; until it is done
 (or when it cannot be done: no ``onnx`` package, a SAM 2 model) the page sends every click to
@@ -86,7 +87,7 @@ class BrowserDecodeFiles:
         tag = _model_tag(predictor)
         with self._lock:
             self._tags[source] = tag
-        decoder = self.folder / f"decoder-{tag}.onnx"
+        decoder = self.folder / f"decoder-lowres-{tag}.onnx"
         if not decoder.exists():
             self._start_export(predictor, tag, decoder)
             return None
@@ -127,7 +128,7 @@ class BrowserDecodeFiles:
 
     def _export(self, predictor: SamPredictor, tag: str, path: Path) -> None:
         try:
-            export_decoder(predictor.model, path)
+            export_decoder(predictor.model, path, low_res_only=True)
         except SamError as exc:
             logger.warning("Clicks are decoded on the server only: %s", exc)
             with self._lock:

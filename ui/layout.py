@@ -46,8 +46,9 @@ current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label
 PROJECT_SHORTCUTS = """
 <div class="sam-keys">
 <b>Folder</b>: <kbd>.</kbd> or <kbd>PageDown</kbd> next image · <kbd>,</kbd> or
-<kbd>PageUp</kbd> previous image · <kbd>D</kbd> mark done / reopen · <b>Done &amp; next</b> marks
-done and opens the next image not done. Every change is saved at once.
+<kbd>PageUp</kbd> previous image · <kbd>D</kbd> <b>Done &amp; next</b>: marks done and opens
+the next image not done · <kbd>Shift</kbd>+<kbd>D</kbd> mark done / reopen only. Every change
+is saved at once.
 </div>
 """
 FILTER_CHOICES = [
@@ -147,12 +148,12 @@ def build_demo(
                     with gr.Row(elem_id="sam-nav"):
                         prev_btn = gr.Button("◀ Prev", elem_id="sam-prev", size="sm", min_width=0)
                         project_parts["done_btn"] = gr.Button(
-                            "✓ Mark done (D)", elem_id="sam-done", size="sm", variant="primary",
-                            min_width=0, scale=2,
+                            "✓ Mark done (Shift+D)", elem_id="sam-done", size="sm",
+                            variant="primary", min_width=0, scale=2,
                         )  # fmt: skip
                         next_btn = gr.Button("Next ▶", elem_id="sam-next", size="sm", min_width=0)
                     done_next_btn = gr.Button(
-                        "✓ Done & next ▶", elem_id="sam-done-next", size="sm", min_width=0
+                        "✓ Done & next (D) ▶", elem_id="sam-done-next", size="sm", min_width=0
                     )
                     project_parts["prefetch"] = gr.HTML("", elem_id="sam-prefetch", js_on_load=None)
                     status_filter = gr.Radio(

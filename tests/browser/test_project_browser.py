@@ -63,13 +63,15 @@ def test_folder_annotate_navigate_done_then_kill_and_resume(
         page.keyboard.press(",")  # and back: the object is there
         wait_image(page, "dog.jpg")
         wait_objects(page, 1)
-        page.keyboard.press("d")  # mark done
+        page.keyboard.press("Shift+D")  # mark done, stay on the image
         page.wait_for_selector("#sam-progress:has-text('1 of 3 done')", timeout=TIMEOUT)
         page.wait_for_selector("#sam-gallery .sam-current.sam-st-done", timeout=TIMEOUT)
+        assert page.inner_text("#sam-stage .sam-hud").startswith("dog.jpg")
         page.screenshot(path=str(screenshots / "project-2-done.png"))
 
-        page.click("#sam-next")
+        page.keyboard.press("d")  # done (already) and on to the next image not done
         wait_image(page, "dogs.jpg")
+        assert "1 of 3 done" in page.inner_text("#sam-progress")
         annotate(page, 500.5, 300.5, 1)
         page.wait_for_selector("#sam-prefetch .sam-ready", timeout=TIMEOUT)  # truck.jpg too
         app.proc.send_signal(signal.SIGKILL)  # no shutdown, no flush: the commit must be done

@@ -102,3 +102,21 @@ def test_missing_onnx_package_says_what_to_install(predictor, tmp_path, monkeypa
     with pytest.raises(OnnxExportError, match=r"pip install '\.\[onnx\]'"):
         export_decoder(predictor.model, tmp_path / "decoder.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_low_res_only_graph_answers_as_the_full_one(session, predictor, tmp_path):
+    """The browser's graph (ui/browser_decode.py) ends at the scores and low-res logits."""
+    path = export_decoder(predictor.model, tmp_path / "low.onnx", low_res_only=True)
+    low_session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = [name for name in INPUT_NAMES if name != "orig_im_size"]
+    assert [i.name for i in low_session.get_inputs()] == inputs
+    assert [o.name for o in low_session.get_outputs()] == ["iou_predictions", "low_res_masks"]
+    points, labels = np.array([[500.0, 375.0], [1100.0, 300.0]]), np.array([1, 0])
+    feeds = onnx_inputs(
+        predictor.get_image_embedding().numpy(), predictor.original_size, points=points,
+        labels=labels,
+    )  # fmt: skip
+    _, iou, low = session.run(None, feeds)
+    low_iou, low_low = low_session.run(None, {name: feeds[name] for name in inputs})
+    np.testing.assert_allclose(low_iou, iou, atol=1e-4)
+    np.testing.assert_allclose(low_low, low, atol=1e-4)

@@ -103,7 +103,9 @@ class HandlerBase:
         return {
             "gallery": render.gallery_html(shown, current, len(records), self.project.thumbnail),
             "progress": render.progress_html(counts, status),
-            "done_btn": gr.update(value="↺ Reopen (D)" if status == "done" else "✓ Mark done (D)"),
+            "done_btn": gr.update(
+                value="↺ Reopen (Shift+D)" if status == "done" else "✓ Mark done (Shift+D)"
+            ),
         }
 
     def persist(self, session: Session) -> Updates:
