@@ -223,7 +223,7 @@ document.addEventListener("keyup", (e) => {
 });
 
 // ---- Clicks decoded in the browser ------------------------------------------------------------
-// The server names its decoder.onnx and the image's embedding in the stage's data-decoder /
+// The server names its decoder graph and the image's embedding in the stage's data-decoder /
 // data-embedding once written (ui/browser_decode.py); a worker (static/decoder_worker.js) runs
 // them with ONNX Runtime Web. A click is then painted from the browser's own decode on a canvas
 // over the photo at once, while the same prompt still goes to the server, whose mask is the
@@ -238,7 +238,7 @@ const ASK_EVERY_MS = 2000;
 const SERVER_AFTER_MS = 1000;
 const dec = {
   worker: null,
-  readyUrl: null, // decoder.onnx the worker has loaded
+  readyUrl: null, // decoder graph the worker has loaded
   embeddingUrl: null, // embedding the worker has loaded
   sent: { init: null, embedding: null },
   failed: false,

@@ -107,7 +107,7 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
 
 def _decoder_attrs(session: Session) -> dict[str, str | None]:
     """Where ``static/stage.js`` finds the browser decoder for this image (``ui/browser_decode``):
-    the worker, ONNX Runtime Web, ``decoder.onnx`` and the embedding, once the server wrote
+    the worker, ONNX Runtime Web, the decoder graph and the embedding, once the server wrote
     them; ``data-decoder-state`` says whether they are coming."""
     doc = session.doc
     assert doc.image is not None
