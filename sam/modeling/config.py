@@ -140,6 +140,18 @@ class SamConfig:
             json.dump(self.to_dict(), fh, indent=2)
 
 
+def image_processor_settings(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The image settings of a preprocessor config (transformers 5 writes
+    processor_config.json with them nested) and the mean/std they give, as config kwargs."""
+    if isinstance(data.get("image_processor"), dict):
+        data = data["image_processor"]
+    kwargs: dict[str, Any] = {}
+    for key in ("image_mean", "image_std"):
+        if data.get(key) is not None:
+            kwargs[key] = tuple(float(v) for v in data[key])
+    return data, kwargs
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How pixels are prepared: HF ``preprocessor_config.json`` (mean/std in 0-1 units)."""
@@ -152,19 +164,13 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        # transformers 5 writes processor_config.json with the image settings nested.
-        if isinstance(data.get("image_processor"), dict):
-            data = data["image_processor"]
-        kwargs: dict[str, Any] = {}
+        data, kwargs = image_processor_settings(data)
         size = data.get("size")
         if isinstance(size, dict) and size.get("longest_edge"):
             kwargs["longest_edge"] = int(size["longest_edge"])
         pad = data.get("pad_size")
         if isinstance(pad, dict) and pad.get("height"):
             kwargs["pad_size"] = int(pad["height"])
-        for key in ("image_mean", "image_std"):
-            if data.get(key) is not None:
-                kwargs[key] = tuple(float(v) for v in data[key])
         return cls(**kwargs)
 
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import _from_known_keys
+from ..config import _from_known_keys, image_processor_settings
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -172,15 +172,10 @@ class Sam2PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sam2PreprocessConfig:
-        if isinstance(data.get("image_processor"), dict):
-            data = data["image_processor"]
-        kwargs: dict[str, Any] = {}
+        data, kwargs = image_processor_settings(data)
         size = data.get("size")
         if isinstance(size, dict) and size.get("height"):
             kwargs["image_size"] = int(size["height"])
-        for key in ("image_mean", "image_std"):
-            if data.get(key) is not None:
-                kwargs[key] = tuple(float(v) for v in data[key])
         return cls(**kwargs)
 
     @classmethod
