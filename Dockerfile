@@ -22,10 +22,12 @@ RUN useradd --create-home --uid 1000 annotator \
     && chown -R annotator:annotator /data
 
 WORKDIR /app
-COPY requirements.txt .
-# torch first, from the chosen index (CPU or CUDA build), at the version requirements.txt pins.
+COPY requirements.txt pyproject.toml ./
+# torch first, from the chosen index (CPU or CUDA build), at the version requirements.txt pins;
+# then the [onnx] extra at pyproject.toml's pin: the app exports its decoder so the browser
+# decodes clicks itself (without onnx every click goes to the server).
 RUN pip install --index-url "${TORCH_INDEX}" "$(grep -E '^torch==' requirements.txt)" \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt "$(grep -oE 'onnx==[0-9][0-9.]*' pyproject.toml)"
 
 COPY app.py ./
 COPY sam ./sam

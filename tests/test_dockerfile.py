@@ -78,3 +78,21 @@ def test_entrypoint_serves_and_healthcheck_reports(tiny_checkpoint, tmp_path):
         app.terminate()
         app.wait(timeout=30)
     assert subprocess.run(health, capture_output=True).returncode != 0, "unhealthy when down"
+
+
+def test_image_installs_the_onnx_extra_for_browser_decoding():
+    """The pip install line's ``$(...)`` parts, run in the repo as the build runs them in /app,
+    name requirements.txt's torch pin and exactly the [onnx] extra of pyproject.toml."""
+    import tomllib  # Python 3.11+, as the image's base
+
+    run = instruction("RUN")
+    installed = [
+        subprocess.run(["sh", "-c", part], cwd=REPO, capture_output=True, text=True,
+                       check=True).stdout.split()
+        for part in re.findall(r"\$\((.+?)\)\"", run)
+    ]  # fmt: skip
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["onnx"]
+    assert installed[-1] == extra, (installed, extra)
+    assert "-r requirements.txt" in run
