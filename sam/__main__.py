@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +116,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(everything)
     everything.add_argument("--out", required=True, type=Path, help="output JSON path")
     everything.add_argument("--png-dir", type=Path, help="also write each mask as a PNG here")
-    defaults = AutoMaskConfig()
+    # Unset options take the loaded model's family defaults (SAM 2's generator keeps more).
+    sam1, sam2 = AutoMaskConfig.for_family("sam"), AutoMaskConfig.for_family("sam2")
     for name, help_text in _AMG_OPTIONS.items():
-        value = getattr(defaults, name)
+        value, value2 = getattr(sam1, name), getattr(sam2, name)
+        default = str(value) if value == value2 else f"{value} for SAM, {value2} for SAM 2"
         everything.add_argument(
             "--" + name.replace("_", "-"),
             type=type(value),
-            default=value,
-            help=f"{help_text} (default: %(default)s)",
+            default=None,
+            help=f"{help_text} (default: {default})",
         )
     text = sub.add_parser(
         "text",
@@ -233,8 +236,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _everything(args: argparse.Namespace) -> int:
-    config = AutoMaskConfig(**{name: getattr(args, name) for name in _AMG_OPTIONS})
+    chosen = {name: getattr(args, name) for name in _AMG_OPTIONS if getattr(args, name) is not None}
+    AutoMaskConfig(**chosen)  # bad settings fail before the model loads
     model = load_model(args.model, device=args.device, dtype=args.precision)
+    config = AutoMaskConfig.for_family(model.family, **chosen)
     image = load_image(args.image)
     with tqdm(desc="segmenting", unit="batch", disable=None) as bar:
 
@@ -259,6 +264,8 @@ def _everything(args: argparse.Namespace) -> int:
     height, width = image.shape[:2]
     document = {
         "image": {"file_name": args.image.name, "height": height, "width": width},
+        "model": {"family": model.family},
+        "settings": asdict(config),
         "annotations": annotations,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -80,13 +80,13 @@ class AutoMaskConfig:
             raise ValueError("crop_n_layers must be >= 0 and the downscale factor >= 1")
 
     @classmethod
-    def for_family(cls, family: str) -> AutoMaskConfig:
-        """The defaults Meta's generator of ``family`` (``SamEngine.family``) uses: SAM 2's
-        ``SAM2AutomaticMaskGenerator`` keeps candidates from a predicted IoU of 0.8 (its
-        calibrated scores run lower), SAM's from 0.88; every other default is shared."""
-        if family.startswith("sam2"):
-            return cls(pred_iou_thresh=0.8)
-        return cls()
+    def for_family(cls, family: str, **changes: Any) -> AutoMaskConfig:
+        """The defaults Meta's generator of ``family`` (``SamEngine.family``) uses, with
+        ``changes`` (field name -> value) on top: SAM 2's ``SAM2AutomaticMaskGenerator`` keeps
+        candidates from a predicted IoU of 0.8 (its calibrated scores run lower), SAM's from
+        0.88; every other default is shared."""
+        defaults = cls(pred_iou_thresh=0.8) if family.startswith("sam2") else cls()
+        return replace(defaults, **changes)
 
 
 @dataclass

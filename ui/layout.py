@@ -20,6 +20,7 @@ from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 from . import browser_decode
 from .endpoint import predict_endpoint
 from .handlers import Handlers, Updates
+from .handlers.proposals import FAMILY_SETTINGS
 from .html import text
 from .lanes import SessionLanes, in_session_lane
 from .models import MODEL_CHOICES, ModelManager
@@ -432,7 +433,8 @@ def build_demo(
         )
         export_zip_btn.click(wire(h.on_export_zip), [state], **private)
         export_mask_btn.click(wire(h.on_export_mask), [state], **private)
-        model_btn.click(wire(h.on_model_change), [state, model_choice], **private)
+        family_inputs = [auto[name] for name in FAMILY_SETTINGS]
+        model_btn.click(wire(h.on_model_change), [state, model_choice, *family_inputs], **private)
 
         # The HTTP API: an endpoint of its own (no page components), typed by ui/endpoint.py.
         gr.api(
@@ -448,7 +450,9 @@ def build_demo(
     return demo
 
 
-PROPOSAL_OUTPUTS = ("proposals", "proposal_panel", "prop_label", "prop_threshold", "find_note")
+PROPOSAL_OUTPUTS = (
+    "proposals", "proposal_panel", "prop_label", "prop_threshold", "find_note", *FAMILY_SETTINGS
+)  # fmt: skip
 
 
 def _proposal_controls(lists_js: str) -> dict[str, Any]:

@@ -307,6 +307,7 @@ class Session:
     message_is_error: bool = False
     link: ProjectLink | None = None  # set while a project image is open
     gallery_filter: str = "all"  # project gallery: "all" or an image status
+    settings_family: str = ""  # whose Segment everything defaults the page shows; "": SAM's
 
     @property
     def active_label(self) -> str:

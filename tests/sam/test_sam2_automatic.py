@@ -3,10 +3,15 @@ are the engine's own candidates laid over the whole image."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from sam import SamPredictor, load_model
+from sam.__main__ import main
 from sam.automatic import AutoMaskConfig, AutomaticMaskGenerator
 
 
@@ -40,3 +45,34 @@ def test_proposals_are_the_engines_candidates(sam2, photos):
         same = [i for i, m in enumerate(masks) if np.array_equal(m, p.segmentation)]
         assert same, "a proposal is none of its point's candidates"
         assert any(abs(scores[i] - p.predicted_iou) < 1e-4 for i in same)
+
+
+def run_everything(model: Path, image: Path, out: Path, *options: str) -> dict:
+    """``python -m sam everything`` in this process; its JSON document."""
+    argv = ["everything", "--model", str(model), "--image", str(image), "--out", str(out)]
+    assert main([*argv, "--device", "cpu", "--points-per-side", "2", *options]) == 0
+    return json.loads(out.read_text())
+
+
+def test_cli_starts_from_the_models_family_defaults(
+    tiny_sam2_checkpoint, tiny_checkpoint, example_photos, tmp_path
+):
+    truck_path = example_photos / "truck.jpg"
+    sam2_doc = run_everything(tiny_sam2_checkpoint, truck_path, tmp_path / "sam2.json")
+    assert sam2_doc["model"]["family"].startswith("sam2")
+    assert sam2_doc["settings"] == asdict(AutoMaskConfig(points_per_side=2, pred_iou_thresh=0.8))
+    assert all(a["predicted_iou"] > 0.8 for a in sam2_doc["annotations"])
+    sam_doc = run_everything(tiny_checkpoint, truck_path, tmp_path / "sam.json")
+    assert sam_doc["settings"]["pred_iou_thresh"] == 0.88
+    # What the user typed wins over the family's default.
+    mine = run_everything(
+        tiny_sam2_checkpoint, truck_path, tmp_path / "mine.json", "--pred-iou-thresh", "-10"
+    )
+    assert mine["settings"]["pred_iou_thresh"] == -10
+    assert len(mine["annotations"]) >= len(sam2_doc["annotations"])
+
+
+def test_cli_help_names_each_familys_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["everything", "--help"])
+    assert "0.88 for SAM, 0.8 for SAM 2" in " ".join(capsys.readouterr().out.split())

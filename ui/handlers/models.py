@@ -23,15 +23,21 @@ class ModelHandlers(HandlerBase):
             **self.project_view(session),
             **self.tick_view(session),
             **self.find_note(),
+            **self.family_settings(session),
         }
 
     @event(persist=False)
     def on_tick(self, session: Session) -> Updates:
         """Poll the model loading and the background encoding; stop polling when both rest."""
-        return self.tick_view(session)
+        return {**self.tick_view(session), **self.family_settings(session)}
 
     @event
-    def on_model_change(self, session: Session, choice: str | None) -> Iterator[Updates]:
+    def on_model_change(
+        self, session: Session, choice: str | None, *shown: float
+    ) -> Iterator[Updates]:
+        """Load the model picked or typed; ``shown``: the Segment everything settings the page
+        shows (:data:`FAMILY_SETTINGS` order), moved to the new family's defaults unless the
+        user changed them."""
         typed = (choice or "").strip()
         typed = dict((label, value) for label, value in MODEL_CHOICES).get(typed, typed)
         if not typed:
@@ -54,4 +60,4 @@ class ModelHandlers(HandlerBase):
             )
         else:
             session.notify(f"Could not load {name}: {status.message}", error=True)
-        yield self.view(session)
+        yield {**self.view(session), **self.family_settings(session, shown or None)}

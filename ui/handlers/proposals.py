@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,15 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.4
 # "Accept all above" starts here: predicted IoUs of good masks are high, detector scores lower.
 DEFAULT_ACCEPT = {"everything": 0.95, "text": 0.5}
+# The Segment everything settings that start at the loaded model's family defaults (slider ->
+# AutoMaskConfig field); the min region area is the page's own choice.
+FAMILY_SETTINGS = {
+    "pps": "points_per_side",
+    "pred_iou": "pred_iou_thresh",
+    "stability": "stability_score_thresh",
+    "nms": "box_nms_thresh",
+    "offset": "stability_score_offset",
+}
 _jobs = itertools.count(1)
 
 
@@ -73,6 +83,26 @@ class ProposalHandlers(HandlerBase):
             "prop_label": gr.update(choices=choices, value=value),
             "prop_threshold": gr.update(value=DEFAULT_ACCEPT[props.source]),
         }
+
+    def family_settings(self, session: Session, shown: Sequence[float] | None = None) -> Updates:
+        """The Settings moved to the loaded model's family defaults (SAM 2 keeps candidates from
+        a lower predicted IoU), once per family change. ``shown``: the sliders' values in
+        :data:`FAMILY_SETTINGS` order; one the user moved off the previous family's default
+        keeps its value. Without ``shown`` (page load, the startup model finishing loading) the
+        sliders are known to show the page's first values."""
+        status = self.manager.status(session.model_source)
+        if status is None or not status.ok or status.family == session.settings_family:
+            return {}
+        before = AutoMaskConfig.for_family(session.settings_family or "sam")
+        after = AutoMaskConfig.for_family(status.family)
+        session.settings_family = status.family
+        updates: Updates = {"state": session}
+        for i, (name, field) in enumerate(FAMILY_SETTINGS.items()):
+            old, new = getattr(before, field), getattr(after, field)
+            moved = shown is not None and not math.isclose(float(shown[i]), old, abs_tol=1e-6)
+            if new != old and not moved:
+                updates[name] = gr.update(value=new)
+        return updates
 
     # -- running the engine ----------------------------------------------------------------------
 
