@@ -176,13 +176,19 @@ class Project:
     # -- opening and syncing ---------------------------------------------------------------
 
     def open(self, session: Session, image_id: int, media_dir: Path) -> None:
-        """Show a project image with its stored objects; its history starts empty."""
+        """Show a project image with its stored objects. Its undo history is the one this tab
+        left it with (``Session.shelve``), brought up to date with the store, else empty."""
         record = self.store.image(image_id)
         image = load_image(self.folder / record.path)
         height, width = image.shape[:2]
         if (record.width, record.height) != (width, height):
             self.store.set_image_size(image_id, width, height)
         ref = actions.image_ref(image, record.path, media_dir)
+        session.shelve()
+        if session.unshelve(image_id, ref):
+            # What other tabs wrote meanwhile comes in; then the history restarts.
+            self.sync(session)
+            return
         link = ProjectLink(image_id=image_id, path=record.path, allocate=self._allocate_label)
         link.labels = tuple(self.store.labels())
         session.start_over(Doc(image=ref, labels=link.labels))

@@ -11,7 +11,7 @@ two tabs never see each other's work.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import numpy as np
 
@@ -25,6 +25,10 @@ from .redact import without_paths
 
 DEFAULT_LABELS: tuple[str, ...] = ("object", "background")
 HISTORY_LIMIT = 100
+#: Bytes of masks and logits a tab keeps in the undo histories of the project images it left
+#: (a step's three candidates' logits alone are 0.8 MB): beyond it the histories of the images
+#: left longest ago go first; one history alone over it loses its oldest steps.
+SHELF_BUDGET_BYTES = 64 * 2**20
 
 
 def frozen(array: np.ndarray) -> np.ndarray:
@@ -292,6 +296,65 @@ class ProjectLink:
     review_rows: tuple[int, ...] = ()
 
 
+def _array_bytes(value: object, seen: set[int]) -> int:
+    """Bytes of the numpy arrays ``value`` holds (dataclass fields, tuples, lists), each
+    array counted once across calls sharing ``seen``: docs of one history share theirs."""
+    if isinstance(value, np.ndarray):
+        if id(value) in seen:
+            return 0
+        seen.add(id(value))
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_array_bytes(v, seen) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return sum(_array_bytes(getattr(value, f.name), seen) for f in fields(value))
+    return 0
+
+
+@dataclass
+class ShelvedHistory:
+    """A project image's work as the tab left it: its docs without the image (reloaded from
+    the folder on return, so a shelved history holds masks and logits only) and the link."""
+
+    key: str  # the image's pixels' digest: the history only returns to the same pixels
+    doc: Doc
+    undo_stack: list[Doc]
+    redo_stack: list[Doc]
+    link: ProjectLink
+
+    def nbytes(self) -> int:
+        seen: set[int] = set()
+        return sum(_array_bytes(d, seen) for d in (self.doc, *self.undo_stack, *self.redo_stack))
+
+
+@dataclass
+class HistoryShelf:
+    """The undo histories of the project images a tab left, by image id, most recent last;
+    bounded by ``budget_bytes``."""
+
+    budget_bytes: int = SHELF_BUDGET_BYTES
+    entries: dict[int, ShelvedHistory] = field(default_factory=dict)
+
+    def put(self, image_id: int, entry: ShelvedHistory) -> None:
+        """Keep ``entry`` (its oldest undo steps dropped while it alone is over the budget;
+        not kept when still over), then drop the histories left longest ago until all fit."""
+        self.entries.pop(image_id, None)
+        size = entry.nbytes()
+        while size > self.budget_bytes and entry.undo_stack:
+            del entry.undo_stack[0]
+            size = entry.nbytes()
+        if size > self.budget_bytes:
+            return
+        sizes = {i: e.nbytes() for i, e in self.entries.items()}
+        while sizes and sum(sizes.values()) + size > self.budget_bytes:
+            oldest = next(iter(self.entries))
+            del self.entries[oldest], sizes[oldest]
+        self.entries[image_id] = entry
+
+    def take(self, image_id: int) -> ShelvedHistory | None:
+        return self.entries.pop(image_id, None)
+
+
 @dataclass
 class Session:
     """Everything one browser tab owns; lives in ``gr.State``."""
@@ -308,6 +371,7 @@ class Session:
     link: ProjectLink | None = None  # set while a project image is open
     gallery_filter: str = "all"  # project gallery: "all" or an image status
     settings_family: str = ""  # whose Segment everything defaults the page shows; "": SAM's
+    shelf: HistoryShelf = field(default_factory=HistoryShelf)  # histories of images left
 
     @property
     def active_label(self) -> str:
@@ -364,6 +428,36 @@ class Session:
         self.redo_stack.clear()
         self.selected_object = None
         self._fix_refs()
+
+    def shelve(self) -> None:
+        """Keep the open project image's history (``shelf``) before another image opens."""
+        if self.link is None or self.doc.image is None:
+            return
+        bare = {
+            id(d): replace(d, image=None) for d in (self.doc, *self.undo_stack, *self.redo_stack)
+        }
+        entry = ShelvedHistory(
+            self.doc.image.key,
+            bare[id(self.doc)],
+            [bare[id(d)] for d in self.undo_stack],
+            [bare[id(d)] for d in self.redo_stack],
+            self.link,
+        )
+        self.shelf.put(self.link.image_id, entry)
+
+    def unshelve(self, image_id: int, image: ImageRef) -> bool:
+        """Make the history this tab left on ``image_id`` current again, its docs showing
+        ``image`` (reloaded); False when none is kept or the file's pixels changed since."""
+        entry = self.shelf.take(image_id)
+        if entry is None or entry.key != image.key:
+            return False
+        self.doc = replace(entry.doc, image=image)
+        self.undo_stack = [replace(d, image=image) for d in entry.undo_stack]
+        self.redo_stack = [replace(d, image=image) for d in entry.redo_stack]
+        self.link = entry.link
+        self.selected_object = None
+        self._fix_refs()
+        return True
 
     def replace_doc(self, doc: Doc) -> None:
         """Show ``doc`` (the project as saved, after another tab's change) with an empty

@@ -192,6 +192,8 @@ class HandlerBase:
                 source, f"encoded in {seconds:.1f} s"
             )
             found = f", {len(doc.objects)} object(s)" if session.link and doc.objects else ""
+            if session.link and session.undo_stack:  # a history kept from an earlier visit
+                found += f", {len(session.undo_stack)} step(s) to undo"
             session.notify(
                 f"{doc.image.name} ({w}×{h}{found}) {how}. Click the object to segment "
                 "(right-click or Shift+click: background; drag: box)."
