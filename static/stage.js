@@ -67,6 +67,7 @@ element.addEventListener("pointerdown", (e) => {
   if (!info) return;
   releaseFocus();
   if (startPan(e, info)) return;
+  if (startStroke(e, info)) return;
   if (e.button !== 0 && e.button !== 2) return;
   e.preventDefault();
   info.canvas.setPointerCapture(e.pointerId);
@@ -75,6 +76,7 @@ element.addEventListener("pointerdown", (e) => {
 
 element.addEventListener("pointermove", (e) => {
   if (movePan(e)) return;
+  if (moveStroke(e)) return;
   if (!gesture || gesture.button !== 0) return;
   const dx = e.clientX - gesture.x0;
   const dy = e.clientY - gesture.y0;
@@ -128,8 +130,8 @@ function finish(e, cancelled) {
   sendPrompt(info.stage, event, { point: [a.px, a.py, negative ? 0 : 1] });
 }
 
-element.addEventListener("pointerup", (e) => endPan(e) || finish(e, false));
-element.addEventListener("pointercancel", (e) => endPan(e) || finish(e, true));
+element.addEventListener("pointerup", (e) => endPan(e) || endStroke(e, false) || finish(e, false));
+element.addEventListener("pointercancel", (e) => endPan(e) || endStroke(e, true) || finish(e, true));
 
 // ---- Zoom and pan ---------------------------------------------------------------------------
 // The wheel zooms around the pointer, a middle-drag or Space+drag pans, 0 fits the image again.
@@ -208,6 +210,160 @@ function endPan() {
   if (!zoom.pan) return false;
   zoom.pan = null;
   return true;
+}
+
+// ---- Brush and eraser -------------------------------------------------------------------------
+// B / E pick the brush or the eraser (the same key again, or Esc: back to clicks and boxes);
+// [ and ] change its radius in screen pixels, shown as a circle around the pointer. A stroke is
+// drawn here while it is dragged and sent to the server once, on release: a polyline of image
+// pixels and the radius in image pixels (so it paints the same pixels at every zoom), which
+// ui/brush.py checks and paints on the current mask or the selected object.
+
+const BRUSH_MIN_PX = 2;
+const BRUSH_MAX_PX = 150;
+const STROKE_MAX_POINTS = 4096; // ui/brush.py MAX_STROKE_POINTS: a longer drag goes in parts
+const brush = { tool: null, radius: 12, stroke: null, cursor: null, at: null, last: null };
+window.__samBrush = brush; // for tests
+
+brush.use = (tool) => {
+  if (tool && !currentStage()) return false;
+  brush.tool = tool && brush.tool !== tool ? tool : null;
+  if (brush.tool) element.dataset.tool = brush.tool;
+  else delete element.dataset.tool;
+  showCursor(brush.at);
+  return true;
+};
+
+brush.resize = (direction) => {
+  if (!brush.tool) return false;
+  const step = Math.max(1, Math.round(brush.radius * 0.2));
+  brush.radius = Math.min(BRUSH_MAX_PX, Math.max(BRUSH_MIN_PX, brush.radius + direction * step));
+  showCursor(brush.at);
+  return true;
+};
+
+function showCursor(at) {
+  let ring = brush.cursor;
+  if (!ring || !ring.isConnected) {
+    ring = document.createElement("div");
+    ring.className = "sam-brush-cursor";
+    document.body.appendChild(ring);
+    brush.cursor = ring;
+  }
+  ring.hidden = !brush.tool || !at;
+  if (ring.hidden) return;
+  ring.classList.toggle("sam-erasing", brush.tool === "erase");
+  ring.style.width = ring.style.height = `${2 * brush.radius}px`;
+  ring.style.left = `${at.x - brush.radius}px`;
+  ring.style.top = `${at.y - brush.radius}px`;
+}
+
+element.addEventListener("pointermove", (e) => {
+  brush.at = brush.tool && (brush.stroke || stageOf(e.target)) ? { x: e.clientX, y: e.clientY } : null;
+  showCursor(brush.at);
+});
+element.addEventListener("pointerleave", () => {
+  brush.at = null;
+  showCursor(null);
+});
+
+function startStroke(e, info) {
+  if (!brush.tool || e.button !== 0) return false;
+  e.preventDefault();
+  info.canvas.setPointerCapture(e.pointerId);
+  const rect = info.canvas.getBoundingClientRect();
+  const radius = (brush.radius * info.width) / rect.width; // image px at this zoom
+  const ink = document.createElement("canvas");
+  ink.className = "sam-ink";
+  ink.width = Number(info.stage.dataset.dw) || info.width;
+  ink.height = Number(info.stage.dataset.dh) || info.height;
+  const ctx = ink.getContext("2d");
+  const k = ink.width / info.width;
+  ctx.setTransform(k, 0, 0, k, 0, 0); // drawn in image pixels
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.lineWidth = 2 * Math.round(radius) + 1;
+  ctx.strokeStyle = ctx.fillStyle = brush.tool === "erase" ? "#ffffff" : rgbCss(info.stage.dataset.color);
+  if (brush.tool === "erase") ink.classList.add("sam-erasing");
+  info.canvas.appendChild(ink);
+  brush.stroke = { mode: brush.tool, radius, points: [], ink, ctx, key: info.key };
+  addStrokePoint(brush.stroke, e);
+  return true;
+}
+
+function rgbCss(color) {
+  return /^#[0-9a-f]{6}$/i.test(color || "") ? color : "#3b82f6";
+}
+
+// The pixel under the pointer, read from the stage as it is now (a render may replace it).
+function strokePoint(s, e) {
+  const stage = currentStage();
+  const canvas = stage && stage.querySelector(".sam-canvas");
+  if (!canvas || stage.dataset.key !== s.key) return null;
+  const rect = canvas.getBoundingClientRect();
+  const p = window.samToImage(rect, Number(stage.dataset.w), Number(stage.dataset.h), e.clientX, e.clientY);
+  if (!s.ink.isConnected) canvas.appendChild(s.ink);
+  return [p.px, p.py];
+}
+
+function addStrokePoint(s, e) {
+  const p = strokePoint(s, e);
+  if (!p) return;
+  const last = s.points[s.points.length - 1];
+  if (last && last[0] === p[0] && last[1] === p[1]) return;
+  if (s.points.length === STROKE_MAX_POINTS) {
+    sendStroke(s);
+    s.points = [last];
+  }
+  s.points.push(p);
+  const from = last || p;
+  s.ctx.beginPath();
+  s.ctx.moveTo(from[0] + 0.5, from[1] + 0.5);
+  s.ctx.lineTo(p[0] + 0.5, p[1] + 0.5);
+  s.ctx.stroke();
+}
+
+function moveStroke(e) {
+  if (!brush.stroke) return false;
+  addStrokePoint(brush.stroke, e);
+  return true;
+}
+
+function endStroke(e, cancelled) {
+  const s = brush.stroke;
+  if (!s) return false;
+  brush.stroke = null;
+  if (cancelled) s.ink.remove();
+  else {
+    addStrokePoint(s, e);
+    sendStroke(s);
+  }
+  return true;
+}
+// A release outside the page's stage still ends the stroke.
+document.addEventListener("pointerup", (e) => endStroke(e, false));
+
+function sendStroke(s) {
+  if (!s.points.length) return;
+  const event = {
+    kind: "stroke",
+    mode: s.mode,
+    points: s.points.slice(),
+    radius: Math.round(s.radius * 1000) / 1000,
+    key: s.key,
+  };
+  brush.last = event;
+  const stage = currentStage();
+  s.ink.dataset.rev = stage ? stage.dataset.rev : "";
+  const send = () => trigger("prompt", event);
+  dec.toServer = dec.toServer.then(send, send); // after the clicks made before it
+}
+
+// The server's render shows the stroke's result: drop what was drawn for it.
+function dropInk() {
+  const stage = currentStage();
+  element.querySelectorAll("canvas.sam-ink[data-rev]").forEach((ink) => {
+    if (!stage || ink.dataset.rev !== stage.dataset.rev) ink.remove();
+  });
 }
 
 const typingIn = (t) =>
@@ -379,7 +535,7 @@ function wait(ms) {
 
 // A click or box on `stage`: decode it here and paint it, when that repeats the server exactly.
 async function decodeHere(stage, change) {
-  if (!supported || !ready(stage) || stage.dataset.proposals || stage.dataset.editing) return;
+  if (!supported || !ready(stage) || stage.dataset.proposals || stage.dataset.editing || stage.dataset.painted) return;
   const p = dec.preview;
   const pending = p && p.key === stage.dataset.key ? p : null;
   const base = pending
@@ -524,6 +680,7 @@ document.addEventListener(
 new MutationObserver(() => {
   syncDecoder();
   applyZoom();
+  dropInk();
 }).observe(element, { childList: true, subtree: true, attributes: true, attributeFilter: ["style", "data-rev", "data-zoom"] });
 syncDecoder();
 
@@ -586,7 +743,14 @@ if (!window.__samKeys) {
     else if (mod && key === "y") handled = press("#sam-redo");
     else if (mod || e.altKey) return;
     else if (e.key === "Enter") handled = press("#sam-accept");
-    else if (e.key === "Escape") handled = press("#sam-clear");
+    else if (e.key === "Escape") {
+      const tools = window.__samBrush;
+      handled = tools && tools.tool ? tools.use(null) : press("#sam-clear");
+    } else if (key === "b" || key === "e") {
+      handled = Boolean(window.__samBrush && window.__samBrush.use(key === "b" ? "brush" : "erase"));
+    } else if (e.key === "[" || e.key === "]") {
+      handled = Boolean(window.__samBrush && window.__samBrush.resize(e.key === "]" ? 1 : -1));
+    }
     else if (key === "n") {
       const inputs = document.querySelectorAll("#sam-mode input[type=radio]");
       const next = Array.from(inputs).find((i) => !i.checked);

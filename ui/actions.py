@@ -20,7 +20,8 @@ from sam.dataset.colors import check_color
 from sam.errors import PromptError
 from sam.predictor import check_point_count
 
-from .errors import LabelError, MaskImportError, ObjectError
+from .brush import Stroke, paint
+from .errors import LabelError, MaskImportError, ObjectError, StrokeError
 from .history import describe_step
 from .render import write_display_image
 from .state import (
@@ -82,9 +83,10 @@ def predict(doc: Doc, prompt: Prompt, predictor: SamPredictor) -> Candidates:
     if doc.image is None:
         raise PromptError("Open an image first.")
     predictor.set_image(doc.image.array, digest=doc.image.key)
-    # Re-editing refines the object's mask: even a first click must feed it as mask_input
-    # (objects imported or reloaded without clicks start from their mask alone).
-    multimask = prompt.wants_candidates() and doc.editing is None
+    # Re-editing refines the object's mask, and a touched-up mask (brush/eraser) refines what
+    # was painted: even a first click must feed it as mask_input (objects imported or reloaded
+    # without clicks, and masks painted from nothing, start from their mask alone).
+    multimask = prompt.wants_candidates() and doc.candidates is None
     mask_input = None
     if not multimask and doc.candidates is not None:
         mask_input = doc.candidates.selected_logits()
@@ -163,6 +165,51 @@ def clear_prompt(session: Session) -> None:
     note = "Edit cancelled." if doc.editing is not None else "Prompts cleared."
     session.commit(replace(doc, prompt=Prompt(), candidates=None, editing=None))
     session.notify(note)
+
+
+def touch_up(session: Session, stroke: Stroke) -> None:
+    """Paint (or erase) ``stroke`` on the mask being worked on, as one undoable step.
+
+    The mask is the current one (the chosen candidate) when there is one, else the object
+    selected in the list; a brush with neither starts a new mask from nothing. An object's
+    own mask (selected, or being re-edited) changes at once, so a project saves the stroke like
+    any edit. The touched-up mask has no decoder logits: the next click feeds it to SAM as
+    ``mask_input`` through the engine's ``mask_prompt`` (see :func:`predict`).
+    """
+    doc = session.doc
+    if doc.image is None:
+        raise StrokeError("Open an image first, then paint on it.")
+    if doc.proposals is not None:
+        raise StrokeError("Add or discard the proposals on show before painting.")
+    cands = doc.candidates
+    target = doc.editing if cands is not None else session.selected_object
+    obj = _get_object(session, target) if target is not None else None
+    if cands is not None:
+        before, score = cands.mask, cands.score
+    elif obj is not None:
+        before, score = obj.mask, obj.score
+    elif stroke.erase:
+        raise StrokeError(
+            "Nothing to erase: click on an object first, or select one under Objects."
+        )
+    else:
+        before, score = Mask.from_array(np.zeros(doc.image.size, dtype=bool)), 1.0
+    painted = Mask.from_array(paint(before.to_array(), stroke))
+    if painted.area == before.area:  # a brush only adds pixels and an eraser only removes
+        session.notify(f"The {stroke.name} changed no pixel of the mask.")
+        return
+    new = doc
+    if obj is None or cands is not None:
+        new = replace(new, candidates=Candidates(masks=(painted,), scores=(score,), logits=None))
+    if obj is not None:
+        changed = replace(obj, mask=painted, logits=None, hidden=False)
+        new = replace(new, objects=tuple(changed if o.id == obj.id else o for o in doc.objects))
+    session.commit(new)
+    where = f"object #{obj.id}" if obj is not None else "the current mask"
+    session.notify(
+        f"{stroke.name.capitalize()} on {where}: {painted.area - before.area:+,} px "
+        f"({painted.area:,} px now)."
+    )
 
 
 def accept(session: Session) -> AnnotatedObject | None:

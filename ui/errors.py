@@ -24,3 +24,7 @@ class MaskImportError(SamError, ValueError):
 
 class ProposalError(SamError, ValueError):
     """A review action on proposals that are not on show, or not accepted yet."""
+
+
+class StrokeError(SamError, ValueError):
+    """A brush or eraser stroke that cannot be applied (nothing to paint on, bad input)."""

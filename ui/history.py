@@ -8,7 +8,7 @@ prompt, candidates and proposals.
 
 from __future__ import annotations
 
-from .state import AnnotatedObject, Doc
+from .state import AnnotatedObject, Doc, Mask
 
 # More ids than this in one step are counted instead of listed.
 LISTED = 3
@@ -47,6 +47,8 @@ def _objects(before: Doc, after: Doc) -> list[str]:
 
 
 def _object_change(was: AnnotatedObject, now: AnnotatedObject) -> str:
+    if was.mask is not now.mask and was.prompt == now.prompt:
+        return f"{_stroke(was.mask, now.mask)} on"  # only a brush or eraser keeps the prompt
     if was.mask is not now.mask or was.prompt != now.prompt:
         return "edited"
     if was.label_id != now.label_id:
@@ -90,6 +92,14 @@ def _work_in_progress(before: Doc, after: Doc) -> list[str]:
     if after.prompt.box != before.prompt.box and after.prompt.box is not None:
         return ["box"]
     old, new = before.candidates, after.candidates
+    # A touched-up mask has no decoder logits (ui/actions.py touch_up).
+    if new is not None and new.logits is None and (old is None or old.mask is not new.mask):
+        return [f"{_stroke(old.mask if old else None, new.mask)} on the current mask"]
     if old is not None and new is not None and old.selected != new.selected:
         return [f"chose candidate {new.selected + 1}"]
     return []
+
+
+def _stroke(before: Mask | None, after: Mask) -> str:
+    """A brush only adds pixels, an eraser only removes them."""
+    return "brush stroke" if after.area > (before.area if before else 0) else "eraser stroke"

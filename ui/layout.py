@@ -41,7 +41,10 @@ drag = box (combines with points)<br>
 <kbd>Ctrl</kbd>+<kbd>Z</kbd> undo · <kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>Z</kbd> (or
 <kbd>Ctrl</kbd>+<kbd>Y</kbd>) redo<br>
 <kbd>N</kbd> toggle positive/negative · <kbd>C</kbd> next candidate · <kbd>H</kbd> show only
-current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label
+current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label<br>
+<kbd>B</kbd> brush · <kbd>E</kbd> eraser: drag to paint the current mask (or the selected
+object); the same key or <kbd>Esc</kbd> goes back to clicks · <kbd>[</kbd> / <kbd>]</kbd>
+smaller / larger
 </div>
 """
 PROJECT_SHORTCUTS = """

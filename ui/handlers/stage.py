@@ -11,7 +11,7 @@ from gradio import utils as gr_utils
 from sam.errors import SamError
 from sam.image_io import load_image
 
-from .. import actions, browser_decode, proposals, render
+from .. import actions, browser_decode, brush, proposals, render
 from ..events import Payload, Updates, event, unexpected_failure
 from ..state import Session
 from .base import HandlerBase
@@ -82,8 +82,9 @@ class StageHandlers(HandlerBase):
         return self._prompt(session, data, mode)
 
     def _prompt(self, session: Session, data: Payload, mode: str | None = None) -> Updates:
-        """A click or box from ``static/stage.js``: ``{kind: point, x, y, negative}`` or
-        ``{kind: box, box: [x0, y0, x1, y1]}``, in original image pixels."""
+        """A click, box or stroke from ``static/stage.js``: ``{kind: point, x, y, negative}``,
+        ``{kind: box, box: [x0, y0, x1, y1]}`` or ``{kind: stroke, mode, points, radius}``
+        (``ui/brush.py``), in original image pixels."""
         doc = session.doc
         if doc.image is None:
             session.notify("Open an image first.", error=True)
@@ -93,6 +94,9 @@ class StageHandlers(HandlerBase):
             session.notify("The image changed under that click; click again.", error=True)
             return self.view(session)
         kind = data.get("kind")
+        if kind == "stroke":  # the brush or eraser: no model involved
+            actions.touch_up(session, brush.parse_stroke(data, doc.image.size))
+            return {**self.view(session), **self.object_fields(session)}
         if doc.proposals is not None:  # reviewing proposals: a click toggles one
             if kind == "point":
                 proposals.toggle_at(session, int(data["x"]), int(data["y"]))

@@ -65,6 +65,8 @@ def stage_html(session: Session, busy: str | None = None, job: str = "") -> str:
         data_cands=len(cands.masks) if cands is not None else None,
         data_selected=cands.selected if cands is not None else None,
         data_editing="1" if doc.editing is not None else None,
+        # A brush/eraser touch-up: the browser's decoder has not seen this mask_input.
+        data_painted="1" if cands is not None and cands.logits is None else None,
         data_color=current_color(session), data_opacity=f"{session.view.opacity:.3f}",
         **_decoder_attrs(session),
     )  # fmt: skip
