@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +24,15 @@ def tool(page) -> str | None:
     return page.evaluate("() => document.querySelector('[data-tool]')?.dataset.tool ?? null")
 
 
-def drag(page, a: tuple[int, int], b: tuple[int, int]) -> None:
-    """Press at image pixel ``a``, move to ``b`` in one step, release: a stroke of 2 points."""
+def drag(page, a: tuple[int, int], b: tuple[int, int], shot: Path | None = None) -> None:
+    """Press at image pixel ``a``, move to ``b`` in one step, release: a stroke of 2 points
+    (``shot``: a screenshot of the stroke drawn before its release)."""
     page.mouse.move(*screen_xy(page, a[0] + 0.5, a[1] + 0.5))
     page.mouse.down()
     page.mouse.move(*screen_xy(page, b[0] + 0.5, b[1] + 0.5), steps=1)
+    assert page.locator("#sam-stage canvas.sam-ink").count() >= 1  # drawn while dragged
+    if shot is not None:
+        page.locator("#sam-stage").screenshot(path=str(shot))
     page.mouse.up()
 
 
@@ -45,7 +50,7 @@ def message_has(page, text: str) -> None:
 
 
 def test_brush_and_eraser_strokes_on_a_zoomed_stage_are_exported_as_painted(
-    page, app_server, engine
+    page, app_server, engine, screenshots
 ):
     open_app(page, app_server.url)
     upload(page, TRUCK)
@@ -74,7 +79,7 @@ def test_brush_and_eraser_strokes_on_a_zoomed_stage_are_exported_as_painted(
         {"mode": "brush", "points": [[520, 300], [600, 340]], "radius": image_radius(page)},
         (1200, 1800),
     )
-    drag(page, (520, 300), (600, 340))
+    drag(page, (520, 300), (600, 340), shot=screenshots / "brush-stroke.png")
     assert page.evaluate("() => window.__samBrush.last.points") == [[520, 300], [600, 340]]
     message_has(page, "Brush stroke on the current mask")
     page.wait_for_selector("#sam-stage .sam-stage[data-painted]", timeout=TIMEOUT)
@@ -86,8 +91,9 @@ def test_brush_and_eraser_strokes_on_a_zoomed_stage_are_exported_as_painted(
         {"mode": "erase", "points": [[540, 310], [545, 330]], "radius": image_radius(page)},
         (1200, 1800),
     )
-    drag(page, (540, 310), (545, 330))
+    drag(page, (540, 310), (545, 330), shot=screenshots / "eraser-stroke.png")
     message_has(page, "Eraser stroke on the current mask")
+    page.locator("#sam-stage").screenshot(path=str(screenshots / "eraser-result.png"))
     page.keyboard.press("Escape")  # back to clicks; the prompt stays
     assert tool(page) is None
     assert page.locator("#sam-stage .sam-pt").count() == 1
