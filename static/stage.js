@@ -750,8 +750,7 @@ if (!window.__samKeys) {
       handled = Boolean(window.__samBrush && window.__samBrush.use(key === "b" ? "brush" : "erase"));
     } else if (e.key === "[" || e.key === "]") {
       handled = Boolean(window.__samBrush && window.__samBrush.resize(e.key === "]" ? 1 : -1));
-    }
-    else if (key === "n") {
+    } else if (key === "n") {
       const inputs = document.querySelectorAll("#sam-mode input[type=radio]");
       const next = Array.from(inputs).find((i) => !i.checked);
       if (next) {
