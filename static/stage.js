@@ -139,7 +139,9 @@ element.addEventListener("pointercancel", (e) => endPan(e) || endStroke(e, true)
 // mapping of clicks to image pixels above (getBoundingClientRect) holds at every zoom.
 
 const MAX_ZOOM = 16;
-const zoom = { key: null, s: 1, tx: 0, ty: 0, space: false, pan: null };
+const WHEEL_RATE = 0.002; // zoom factor e^(-deltaY * rate) of a mouse wheel notch
+const PINCH_RATE = 0.01; // a trackpad pinch: Chromium sends it as ctrl+wheel with small deltas
+const zoom = { key: null, s: 1, tx: 0, ty: 0, space: false, pan: null, touches: new Map(), pinch: null };
 
 function applyZoom() {
   const stage = currentStage();
@@ -153,23 +155,34 @@ function applyZoom() {
   if (canvas.style.transformOrigin !== "0px 0px") canvas.style.transformOrigin = "0 0";
   if (canvas.style.transform !== transform) canvas.style.transform = transform;
   if (stage.dataset.zoom !== zoom.s.toFixed(4)) stage.dataset.zoom = zoom.s.toFixed(4);
+  // The overlay is a bitmap at data-dw pixels: once the screen shows it larger, app.css draws
+  // its pixels as sharp squares instead of a blur (the photo itself stays smooth).
+  const upscaled = zoom.s * canvas.offsetWidth * (window.devicePixelRatio || 1) > Number(stage.dataset.dw) + 0.5;
+  if (upscaled !== (stage.dataset.upscaled === "1")) {
+    if (upscaled) stage.dataset.upscaled = "1";
+    else delete stage.dataset.upscaled;
+  }
 }
 
-function zoomAt(clientX, clientY, scale) {
+// Scale `s`, with the image point that is under screen point (ax, ay) now moved to (x, y).
+function zoomTo(s, ax, ay, x, y) {
   const stage = currentStage();
   if (!stage) return;
   const rect = stage.querySelector(".sam-canvas").getBoundingClientRect();
-  const s = Math.min(MAX_ZOOM, Math.max(1, scale));
   if (s === 1) Object.assign(zoom, { s: 1, tx: 0, ty: 0 });
   else {
-    // Keep the image point under the pointer where it is.
-    const left = rect.left - zoom.tx;
+    const left = rect.left - zoom.tx; // the canvas's place without the transform
     const top = rect.top - zoom.ty;
-    zoom.tx = clientX - left - (s * (clientX - left - zoom.tx)) / zoom.s;
-    zoom.ty = clientY - top - (s * (clientY - top - zoom.ty)) / zoom.s;
+    zoom.tx = x - left - (s * (ax - left - zoom.tx)) / zoom.s;
+    zoom.ty = y - top - (s * (ay - top - zoom.ty)) / zoom.s;
     zoom.s = s;
   }
   applyZoom();
+}
+
+// Keep the image point under the pointer where it is.
+function zoomAt(clientX, clientY, scale) {
+  zoomTo(Math.min(MAX_ZOOM, Math.max(1, scale)), clientX, clientY, clientX, clientY);
 }
 window.__samZoomFit = () => {
   if (!currentStage()) return false;
@@ -177,18 +190,50 @@ window.__samZoomFit = () => {
   applyZoom();
   return true;
 };
+// 100 %: one image pixel per CSS pixel, around the middle of the stage.
+window.__samZoom100 = () => {
+  const stage = currentStage();
+  const canvas = stage && stage.querySelector(".sam-canvas");
+  if (!canvas || !canvas.offsetWidth) return false;
+  const rect = canvas.getBoundingClientRect();
+  const x = rect.left - zoom.tx + canvas.offsetWidth / 2;
+  const y = rect.top - zoom.ty + canvas.offsetHeight / 2;
+  zoomTo(Number(stage.dataset.w) / canvas.offsetWidth, x, y, x, y);
+  return true;
+};
 
 element.addEventListener(
   "wheel",
   (e) => {
     if (!stageOf(e.target)) return;
-    e.preventDefault();
-    zoomAt(e.clientX, e.clientY, zoom.s * Math.exp(-e.deltaY * 0.002));
+    e.preventDefault(); // with ctrlKey (a trackpad pinch): no zoom of the whole page
+    zoomAt(e.clientX, e.clientY, zoom.s * Math.exp(-e.deltaY * (e.ctrlKey ? PINCH_RATE : WHEEL_RATE)));
   },
   { passive: false },
 );
 
+// Two fingers on a touch screen pinch: zoom around their centre, which the image follows.
+function touchCentre() {
+  const [a, b] = zoom.touches.values();
+  return { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2, d: Math.hypot(a.x - b.x, a.y - b.y) || 1 };
+}
+
 function startPan(e, info) {
+  if (e.pointerType === "touch") {
+    zoom.touches.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    if (zoom.touches.size !== 2) return false; // one finger clicks and drags boxes
+    e.preventDefault();
+    info.canvas.setPointerCapture(e.pointerId);
+    if (gesture) {
+      // The first finger's click or box becomes the pinch.
+      const band = gesture.info.canvas.querySelector(".sam-band");
+      if (band) band.remove();
+      gesture = null;
+    }
+    const c = touchCentre();
+    zoom.pinch = { ...c, s: zoom.s, ids: new Set(zoom.touches.keys()) };
+    return true;
+  }
   if (!(e.button === 1 || (e.button === 0 && zoom.space))) return false;
   e.preventDefault();
   info.canvas.setPointerCapture(e.pointerId);
@@ -197,6 +242,17 @@ function startPan(e, info) {
 }
 
 function movePan(e) {
+  if (zoom.touches.has(e.pointerId)) zoom.touches.set(e.pointerId, { x: e.clientX, y: e.clientY });
+  const p = zoom.pinch;
+  if (p && p.ids.has(e.pointerId)) {
+    if (zoom.touches.size === 2) {
+      const c = touchCentre();
+      const s = Math.min(MAX_ZOOM, Math.max(1, (p.s * c.d) / p.d));
+      zoomTo(s, p.x, p.y, c.x, c.y);
+      Object.assign(p, { x: c.x, y: c.y, d: c.d, s });
+    }
+    return true;
+  }
   if (!zoom.pan) return false;
   if (zoom.s > 1) {
     zoom.tx = zoom.pan.tx + e.clientX - zoom.pan.x0;
@@ -206,7 +262,14 @@ function movePan(e) {
   return true;
 }
 
-function endPan() {
+function endPan(e) {
+  zoom.touches.delete(e.pointerId);
+  if (zoom.pinch && zoom.pinch.ids.has(e.pointerId)) {
+    // The pinch is over; its fingers' releases make no click.
+    zoom.pinch.ids.delete(e.pointerId);
+    if (!zoom.pinch.ids.size) zoom.pinch = null;
+    return true;
+  }
   if (!zoom.pan) return false;
   zoom.pan = null;
   return true;
@@ -761,6 +824,8 @@ if (!window.__samKeys) {
     else if (e.key === "," || e.key === "PageUp") handled = press("#sam-prev");
     else if (key === "d") handled = press(e.shiftKey ? "#sam-done" : "#sam-done-next");
     else if (e.key === "0") handled = Boolean(window.__samZoomFit && window.__samZoomFit());
+    // 100 %: Shift+1 by its key's place (e.code), whatever the layout types there; 1-9 pick labels.
+    else if (e.code === "Digit1" && e.shiftKey) handled = Boolean(window.__samZoom100 && window.__samZoom100());
     else if (key === "h") handled = press("#sam-only input[type=checkbox]");
     else if (key === "c") {
       const cards = Array.from(document.querySelectorAll("#sam-cands .sam-cand"));

@@ -47,6 +47,13 @@ object); the same key or <kbd>Esc</kbd> goes back to clicks · <kbd>[</kbd> / <k
 smaller / larger
 </div>
 """
+# New images and projects start with an "object" and a "background" label; the second is easily
+# taken for what a negative click does, so the labels panel says what each is for.
+BACKGROUND_HINT = (
+    '<div class="sam-hint">“background” is a label (a class you export), not a negative click: '
+    "to tell the model a spot is <i>not</i> the object, right-click or "
+    "<kbd>Shift</kbd>+click it.</div>"
+)
 PROJECT_SHORTCUTS = """
 <div class="sam-keys">
 <b>Folder</b>: <kbd>.</kbd> or <kbd>PageDown</kbd> next image · <kbd>,</kbd> or
@@ -144,7 +151,9 @@ def build_demo(
             )
             model_status = gr.HTML("", elem_id="sam-model-status", js_on_load=None)
 
-        with gr.Row():
+        # On a laptop screen each column scrolls on its own (static/app.css), so the image stays
+        # in sight while the gallery or the panels on the right are scrolled.
+        with gr.Row(elem_id="sam-main"):
             project_parts: dict[str, Any] = {}
             if project is not None:
                 with gr.Column(scale=1, min_width=250, elem_id="sam-project"):
@@ -167,7 +176,7 @@ def build_demo(
                     project_parts["gallery"] = gr.HTML(
                         "", elem_id="sam-gallery", js_on_load=lists_js, apply_default_css=False
                     )
-            with gr.Column(scale=3, min_width=480):
+            with gr.Column(scale=3, min_width=480, elem_id="sam-work"):
                 with gr.Row(elem_id="sam-toolbar"):
                     mode = gr.Radio(
                         [
@@ -209,7 +218,7 @@ def build_demo(
                         label="Show only the current mask (H)", elem_id="sam-only"
                     )
 
-            with gr.Column(scale=2, min_width=340):
+            with gr.Column(scale=2, min_width=340, elem_id="sam-side"):
                 upload = gr.File(
                     label="Upload image (or drop it on the canvas)",
                     file_types=["image"],
@@ -230,6 +239,7 @@ def build_demo(
                 auto = _proposal_controls(lists_js)
                 with gr.Group():
                     gr.Markdown("**Labels** — new objects get the highlighted one", padding=True)
+                    gr.HTML(BACKGROUND_HINT, elem_id="sam-label-hint", js_on_load=None)
                     labels = gr.HTML(
                         "", elem_id="sam-labels", js_on_load=lists_js, apply_default_css=False
                     )

@@ -1,0 +1,114 @@
+"""Zoom keys, pinch zoom and a crisp overlay in the real app (headless Chromium)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_app_browser import (
+    TIMEOUT,
+    TRUCK,
+    open_app,
+    points,
+    screen_xy,
+    upload,
+    wait_points,
+)
+
+pytestmark = pytest.mark.browser
+
+
+def canvas_box(page) -> dict[str, float]:
+    return page.evaluate(
+        """() => { const c = document.querySelector('#sam-stage .sam-canvas');
+        const r = c.getBoundingClientRect(); const s = c.closest('.sam-stage');
+        return {x: r.x, y: r.y, w: r.width, h: r.height, W: +s.dataset.w, H: +s.dataset.h,
+                zoom: +s.dataset.zoom}; }"""
+    )
+
+
+def overlay_rendering(page) -> str:
+    return page.evaluate(
+        "() => getComputedStyle(document.querySelector('#sam-stage .sam-overlay')).imageRendering"
+    )
+
+
+def click_at(page, x: int, y: int, n: int) -> None:
+    page.mouse.click(*screen_xy(page, x + 0.5, y + 0.5))
+    wait_points(page, n)
+    assert points(page)[-1] == [x, y, "pos"]
+
+
+def test_shift_1_is_100_percent_and_the_zoomed_overlay_stays_crisp(page, app_server):
+    open_app(page, app_server.url)
+    upload(page, TRUCK)
+    click_at(page, 900, 600, 1)
+    page.wait_for_selector("#sam-stage .sam-overlay", timeout=TIMEOUT)
+    fit = canvas_box(page)
+    assert fit["w"] < fit["W"]  # the 1800 px photo is shown smaller to fit
+    assert overlay_rendering(page) == "auto"  # shown at most at its own size: smooth
+    page.keyboard.press("Shift+1")  # by key place (Digit1): one image pixel per screen pixel
+    one = canvas_box(page)
+    assert one["w"] == pytest.approx(one["W"], abs=0.5)
+    assert one["h"] == pytest.approx(one["H"], abs=0.5)
+    # The middle of the stage stays where it was.
+    assert one["x"] + one["w"] / 2 == pytest.approx(fit["x"] + fit["w"] / 2, abs=1)
+    assert overlay_rendering(page) == "pixelated"  # the 1280 px overlay, upscaled: sharp
+    assert (
+        page.evaluate(
+            "() => getComputedStyle(document.querySelector('#sam-stage .sam-base')).imageRendering"
+        )
+        == "auto"
+    )  # the photo stays smooth
+    click_at(page, 920, 610, 2)  # clicks land on the pixel under the pointer at 100 % too
+    assert canvas_box(page)["w"] == pytest.approx(one["W"], abs=0.5)  # a render keeps the zoom
+    page.keyboard.press("1")  # 1 still chooses the first label, without zooming
+    assert canvas_box(page)["w"] == pytest.approx(one["W"], abs=0.5)
+    page.keyboard.press("0")
+    assert canvas_box(page)["w"] == pytest.approx(fit["w"], abs=0.5)
+    assert overlay_rendering(page) == "auto"
+    assert not page.js_errors, page.js_errors
+
+
+def test_pinch_zooms_the_stage_not_the_page(page, app_server):
+    """A trackpad pinch (ctrl+wheel in Chromium) and a two-finger touch pinch zoom the stage
+    around the pinch centre; the page itself does not zoom, and clicks still land."""
+    open_app(page, app_server.url)
+    upload(page, TRUCK)
+    page.evaluate(
+        """() => { window.__ctrlWheels = [];
+        window.addEventListener('wheel', e => window.__ctrlWheels.push(
+            [e.ctrlKey, e.defaultPrevented]), {passive: true}); }"""
+    )
+    x, y = screen_xy(page, 700.5, 500.5)
+    page.mouse.move(x, y)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -60)
+    page.keyboard.up("Control")
+    page.wait_for_function(
+        "+document.querySelector('#sam-stage .sam-stage').dataset.zoom > 1.5", timeout=TIMEOUT
+    )
+    assert page.evaluate("window.__ctrlWheels") == [[True, True]]  # the browser's zoom: off
+    assert page.evaluate("window.visualViewport.scale") == 1
+    after = screen_xy(page, 700.5, 500.5)  # the pinch centre stays put
+    assert after == pytest.approx((x, y), abs=1)
+    click_at(page, 700, 500, 1)
+
+    # Two fingers spread apart around image pixel (680, 520).
+    page.keyboard.press("0")
+    cdp = page.context.new_cdp_session(page)
+    cx, cy = screen_xy(page, 680.5, 520.5)
+
+    def touch(kind: str, spread: float) -> None:
+        fingers = [{"x": cx - spread, "y": cy, "id": 1}, {"x": cx + spread, "y": cy, "id": 2}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": fingers})
+
+    touch("touchStart", 20)
+    for spread in (30, 45, 60):
+        touch("touchMove", spread)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    zoom = canvas_box(page)["zoom"]
+    assert zoom == pytest.approx(3.0, rel=0.05)  # fingers 40 -> 120 px apart
+    assert screen_xy(page, 680.5, 520.5) == pytest.approx((cx, cy), abs=1)
+    wait_points(page, 1)  # the pinch placed no point
+    click_at(page, 690, 525, 2)
+    assert not page.js_errors, page.js_errors
