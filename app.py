@@ -24,10 +24,12 @@ from pathlib import Path
 from types import FrameType
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from sam.device import PRECISION_CHOICES
 from sam.errors import StoreError
 from sam.text_prompt import DEFAULT_DETECTOR
+from ui.isolation import CrossOriginIsolation
 from ui.layout import build_demo, launch_options
 from ui.models import ModelManager, default_model
 from ui.project import Project
@@ -213,6 +215,8 @@ def server_options(args: argparse.Namespace) -> dict:
         "server_name": args.host,
         "server_port": args.port,
         "max_file_size": f"{args.max_upload_mb}mb",
+        # Cross-origin isolated, so the page's click decoder may use threads (ui/isolation.py).
+        "app_kwargs": {"middleware": [Middleware(CrossOriginIsolation)]},
         **launch_options(),
     }
     if args.auth is not None:

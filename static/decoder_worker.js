@@ -2,11 +2,11 @@
 // the app with `sam.onnx_export`) run by ONNX Runtime Web (WebAssembly, SIMD) on the current
 // image's embedding, which the server sends once per image as float16 bytes.
 //
-// Messages in:  {type: "init", decoderUrl, vendorUrl}
+// Messages in:  {type: "init", decoderUrl, vendorUrl, threads?} (threads: a cap, for benchmarks)
 //               {type: "embedding", url, dims: [C, h, w]}
 //               {type: "decode", id, url, size: [H, W], display: [dh, dw], points: [[x, y, label]],
 //                box: [x0, y0, x1, y1] | null, maskInput: Float32Array | null, multimask}
-// Messages out: {type: "ready", decoderUrl} / {type: "embedding", url} / {type: "failed", error}
+// Messages out: {type: "ready", decoderUrl, threads} / {type: "embedding", url} / {type: "failed", error}
 //               {type: "decoded", id, masks: [best], scores: [..], lowRes: [Float32Array], ms}
 //               then, for three candidates, {type: "more", id, masks: [second, third]}
 //               masks: per display pixel 0 outside, 1 inside, 2 inside on the 2-pixel contour
@@ -40,11 +40,20 @@ function half2floatTable() {
 }
 let HALF = null;
 
-async function init(decoderUrl, vendorUrl) {
+// WebAssembly threads share memory, which browsers allow only in a cross-origin isolated page
+// (the app sends COOP/COEP headers: ui/isolation.py); elsewhere the decoder runs on one thread.
+// At most 4: the decoder is small and the server wants a core too.
+const MAX_THREADS = 4;
+function wasmThreads(cap) {
+  if (!self.crossOriginIsolated) return 1;
+  return Math.max(1, Math.min(navigator.hardwareConcurrency || 1, MAX_THREADS, cap || MAX_THREADS));
+}
+
+async function init(decoderUrl, vendorUrl, threadCap) {
   if (sessionUrl === decoderUrl && session) return;
   if (typeof ort === "undefined") importScripts(`${vendorUrl}ort.wasm.min.js`);
   ort.env.wasm.wasmPaths = vendorUrl;
-  ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which the page lacks
+  ort.env.wasm.numThreads = wasmThreads(threadCap); // read once, when the WASM starts
   session = await ort.InferenceSession.create(decoderUrl, {
     executionProviders: ["wasm"],
     graphOptimizationLevel: "all",
@@ -227,8 +236,8 @@ self.onmessage = async (event) => {
   const msg = event.data;
   try {
     if (msg.type === "init") {
-      await init(msg.decoderUrl, msg.vendorUrl);
-      self.postMessage({ type: "ready", decoderUrl: msg.decoderUrl });
+      await init(msg.decoderUrl, msg.vendorUrl, msg.threads);
+      self.postMessage({ type: "ready", decoderUrl: msg.decoderUrl, threads: ort.env.wasm.numThreads });
     } else if (msg.type === "embedding") {
       await loadEmbedding(msg.url, msg.dims);
       self.postMessage({ type: "embedding", url: msg.url });

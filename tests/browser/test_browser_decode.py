@@ -49,6 +49,19 @@ DECODE = (
 )
 
 
+# Starts a fresh decoder worker of the page; answers its "ready" message and the core count.
+WORKER_READY = """async () => {
+        const s = document.querySelector('#sam-stage .sam-stage');
+        const w = new Worker(s.dataset.worker);
+        const ready = await new Promise((resolve) => {
+          w.onmessage = (e) => resolve(e.data);
+          w.postMessage({ type: 'init', decoderUrl: s.dataset.decoder,
+                          vendorUrl: s.dataset.vendor });
+        });
+        w.terminate();
+        return { ready, cores: navigator.hardwareConcurrency }; }"""
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint: Path) -> SamPredictor:
     predictor = SamPredictor(load_model(str(tiny_checkpoint), device="cpu"))
@@ -117,6 +130,43 @@ def test_browser_masks_equal_the_engines(page, app_server, engine):
     )
     painted3, _ = browser([[500, 375, 1]], box=box)
     assert agreement(painted3, as_displayed(masks3[0])) >= AGREEMENT
+    assert not page.js_errors
+
+
+def test_the_page_is_cross_origin_isolated_so_the_decoder_runs_threads(page, app_server):
+    """COOP/COEP (ui/isolation.py) make the page cross-origin isolated: the decoder worker gets
+    WebAssembly threads (up to 4, as many as the machine has cores), where it had one."""
+    open_ready(page, app_server.url)
+    assert page.evaluate("crossOriginIsolated")
+    answer = page.evaluate(WORKER_READY)
+    assert answer["ready"]["type"] == "ready", answer
+    assert answer["ready"]["threads"] == max(1, min(answer["cores"], 4))
+    assert not page.js_errors
+
+
+def test_a_page_without_isolation_decodes_on_one_thread(page, app_server, engine):
+    """Where the page cannot be isolated (a proxy dropping the headers, a browser without
+    ``credentialless``), the worker runs one thread and still paints the engine's mask."""
+
+    def without_isolation(route):
+        response = route.fetch()
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if not name.startswith("cross-origin-")
+        }
+        route.fulfill(response=response, headers=headers)
+
+    page.route(app_server.url + "/", without_isolation)  # the document decides isolation
+    open_ready(page, app_server.url)
+    assert page.evaluate("crossOriginIsolated") is False
+    answer = page.evaluate(WORKER_READY)
+    assert answer["ready"]["type"] == "ready" and answer["ready"]["threads"] == 1, answer
+    reply = page.evaluate(DECODE, [[[500, 375, 1]], None, None, True])
+    assert "error" not in reply, reply
+    masks, _, _ = engine.predict(np.array([[500, 375]]), np.array([1]))
+    painted = unpack(reply["mask"], display_size(*engine.original_size))
+    assert agreement(painted, as_displayed(masks[0])) >= AGREEMENT
     assert not page.js_errors
 
 
