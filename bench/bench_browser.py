@@ -20,7 +20,14 @@ animation frame) or a mask the page drew itself (the ``sam-painted`` event of
 painted, and mouse-down -> the server's mask painted. Each action waits for the server to
 catch up before the next one, as a user looks before clicking again.
 
-The machine is shared: the 1-minute load average is recorded before and after.
+Then the decoder alone, one thread against several: two extra workers of the page
+(``static/decoder_worker.js``, one capped at 1 thread, one with the page's default: up to 4
+when the page is cross-origin isolated) decode the same prompts in turn on the same embedding;
+reported per worker: p50/p95 of its ``session.run`` (``--decoder-rounds`` prompts each, after
+one warm-up).
+
+The machine is shared: the 1-minute load average is recorded before and after. The results are
+printed as a table and written as JSON (``--json``, default ``bench/results/browser.json``).
 """
 
 from __future__ import annotations
@@ -73,6 +80,53 @@ PAGE_MARKS = """
   }).observe(document, { subtree: true, childList: true, attributes: true,
                          attributeFilter: ['src', 'data-rev'] });
 })();
+"""
+
+
+# Two fresh workers of the page, one capped at 1 thread, one with the default; each decodes
+# the same prompts in turn (after one warm-up) on the current image's embedding.
+DECODER_THREADS = """
+async (rounds) => {
+  const s = document.querySelector('#sam-stage .sam-stage');
+  const dims = s.dataset.dims.split(',').map(Number);
+  const size = [+s.dataset.h, +s.dataset.w];
+  const display = [+s.dataset.dh, +s.dataset.dw];
+  const start = async (threads) => {
+    const w = new Worker(s.dataset.worker);
+    const inbox = [];
+    let waiting = null;
+    w.onmessage = (e) => {
+      if (waiting) { waiting(e.data); waiting = null; } else inbox.push(e.data);
+    };
+    const next = () => inbox.length ? Promise.resolve(inbox.shift())
+                                    : new Promise((resolve) => { waiting = resolve; });
+    w.postMessage({ type: 'init', decoderUrl: s.dataset.decoder, vendorUrl: s.dataset.vendor,
+                    threads });
+    const ready = await next();
+    if (ready.type !== 'ready') throw new Error(ready.error);
+    w.postMessage({ type: 'embedding', url: s.dataset.embedding, dims });
+    await next();
+    const decode = async (k) => {
+      w.postMessage({ type: 'decode', id: k, url: s.dataset.embedding, size, display,
+        points: [[Math.round(size[1] * (0.2 + 0.6 * ((k * 7) % 10) / 10)),
+                  Math.round(size[0] * (0.2 + 0.6 * ((k * 3) % 10) / 10)), 1]],
+        box: null, maskInput: null, multimask: true });
+      let reply = await next();
+      if (reply.type !== 'decoded') throw new Error(reply.error);
+      const ms = reply.ms.decoder;
+      while (reply.type !== 'more') reply = await next();  // the other candidates
+      return ms;
+    };
+    return { w, threads: ready.threads, decode };
+  };
+  const workers = [await start(1), await start(undefined)];
+  for (const wk of workers) await wk.decode(-1);  // warm-up
+  const ms = workers.map(() => []);
+  for (let k = 0; k < rounds; k++)
+    for (let i = 0; i < workers.length; i++) ms[i].push(await workers[i].decode(k));
+  workers.forEach((wk) => wk.w.terminate());
+  return { isolated: self.crossOriginIsolated, threads: workers.map((wk) => wk.threads), ms };
+}
 """
 
 
@@ -270,6 +324,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 page.keyboard.press("Escape")
                 stage.settled(0, None)
                 points, box = 0, None
+        threads = None
+        if args.decoder_rounds > 0 and page.evaluate(
+            "() => document.querySelector('#sam-stage .sam-stage').dataset.decoderReady === '1'"
+        ):
+            threads = page.evaluate(DECODER_THREADS, args.decoder_rounds)
+            for count, values in zip(threads["threads"], threads["ms"], strict=True):
+                results[f"decoder_{count}_threads"] = values
         browser.close()
     summary = {
         name: {
@@ -288,6 +349,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_1min_after": round(load_average(), 2),
         },
         "model_dims": args.model_dims,
+        "cross_origin_isolated": threads["isolated"] if threads else None,
         "image": args.image.name,
         "summary": summary,
         "raw_ms": {k: [round(v, 1) for v in vs] for k, vs in results.items()},
@@ -305,12 +367,29 @@ LABELS = {
 }
 
 
+def label(name: str) -> str:
+    if name.startswith("decoder_"):
+        return f"decoder session.run, {name.split('_')[1]} thread(s)"
+    return LABELS[name]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clicks", type=int, default=30, help="point clicks to measure")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="photo to annotate")
     parser.add_argument("--model-dims", default="vit-b", choices=["vit-b", "tiny"])
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--decoder-rounds",
+        type=int,
+        default=20,
+        help="prompts each of the 1-thread and default-thread decoder workers runs (0: skip)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=REPO / "bench" / "results" / "browser.json",
+        help="also write the results here",
+    )
     args = parser.parse_args()
     report = run(args)
     m = report["machine"]
@@ -320,9 +399,11 @@ def main() -> int:
     )
     print(f"{'action':40s} {'n':>3s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for name, row in report["summary"].items():
-        print(f"{LABELS[name]:40s} {row['n']:3d} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        print(f"{label(name):40s} {row['n']:3d} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f}")
+    print(f"page cross-origin isolated: {report['cross_origin_isolated']}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    print(f"written: {args.json}")
     return 0
 
 
