@@ -44,7 +44,9 @@ drag = box (combines with points)<br>
 current mask · <kbd>1</kbd>–<kbd>9</kbd> choose label<br>
 <kbd>B</kbd> brush · <kbd>E</kbd> eraser: drag to paint the current mask (or the selected
 object); the same key or <kbd>Esc</kbd> goes back to clicks · <kbd>[</kbd> / <kbd>]</kbd>
-smaller / larger
+smaller / larger<br>
+<b>Zoom</b>: wheel or pinch (around the pointer) · <kbd>Space</kbd>+drag or middle-drag pans ·
+<kbd>0</kbd> fit · <kbd>Shift</kbd>+<kbd>1</kbd> 100 % (one image pixel per screen pixel)
 </div>
 """
 # New images and projects start with an "object" and a "background" label; the second is easily

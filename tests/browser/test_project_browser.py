@@ -63,6 +63,10 @@ def test_folder_annotate_navigate_done_then_kill_and_resume(
         page.keyboard.press(",")  # and back: the object is there
         wait_image(page, "dog.jpg")
         wait_objects(page, 1)
+        page.keyboard.press("Control+z")  # and so is the image's undo history
+        wait_objects(page, 0)
+        page.keyboard.press("Control+Shift+z")
+        wait_objects(page, 1)
         page.keyboard.press("Shift+D")  # mark done, stay on the image
         page.wait_for_selector("#sam-progress:has-text('1 of 3 done')", timeout=TIMEOUT)
         page.wait_for_selector("#sam-gallery .sam-current.sam-st-done", timeout=TIMEOUT)

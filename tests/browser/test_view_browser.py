@@ -65,6 +65,7 @@ def test_shift_1_is_100_percent_and_the_zoomed_overlay_stays_crisp(page, app_ser
     assert canvas_box(page)["w"] == pytest.approx(one["W"], abs=0.5)
     page.keyboard.press("0")
     assert canvas_box(page)["w"] == pytest.approx(fit["w"], abs=0.5)
+    assert "Shift+1 100 %" in page.locator(".sam-keys").first.inner_text()  # documented
     assert overlay_rendering(page) == "auto"
     assert not page.js_errors, page.js_errors
 
