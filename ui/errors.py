@@ -28,3 +28,7 @@ class ProposalError(SamError, ValueError):
 
 class StrokeError(SamError, ValueError):
     """A brush or eraser stroke that cannot be applied (nothing to paint on, bad input)."""
+
+
+class TrainingError(SamError, ValueError):
+    """Training cannot start or stop as asked (a run is going, too few annotated images)."""

@@ -26,6 +26,7 @@ from .lanes import SessionLanes, in_session_lane
 from .models import MODEL_CHOICES, ModelManager
 from .project import Project
 from .proposals import TextDetectors
+from .training_panel import training_panel
 
 logger = logging.getLogger(__name__)
 
@@ -324,6 +325,8 @@ def build_demo(
                         elem_id="sam-model-choice",
                     )
                     model_btn = gr.Button("Load model", elem_id="sam-model-load", size="sm")
+                # Fine-tuning on the folder's own annotations (ui/training_panel.py).
+                training = training_panel(project, manager) if project is not None else None
                 with gr.Accordion("Keyboard & mouse", open=True):
                     gr.HTML(SHORTCUTS + (PROJECT_SHORTCUTS if project else ""), js_on_load=None)
 
@@ -450,6 +453,8 @@ def build_demo(
         export_mask_btn.click(wire(h.on_export_mask), [state], **private)
         family_inputs = [auto[name] for name in FAMILY_SETTINGS]
         model_btn.click(wire(h.on_model_change), [state, model_choice, *family_inputs], **private)
+        if training is not None:
+            training.wire(demo, state, model_choice, wire(h.on_model_change), private)
 
         # The HTTP API: an endpoint of its own (no page components), typed by ui/endpoint.py.
         gr.api(

@@ -157,6 +157,14 @@ class ModelManager:
             return text
         raise ModelNotAllowed(NOT_ALLOWED)
 
+    def allow_models_dir(self, folder: Path) -> None:
+        """Let the page load checkpoints inside ``folder`` too, as inside a --models-dir: for
+        the app's own outputs (a project's fine-tuned models), a place the server chose."""
+        root = Path(folder).expanduser().resolve()
+        with self._lock:
+            if root not in self.models_dirs:
+                self.models_dirs = (*self.models_dirs, root)
+
     def _in_models_dir(self, text: str) -> str | None:
         """The resolved path of ``text`` inside a --models-dir folder, or None."""
         for root in self.models_dirs:
