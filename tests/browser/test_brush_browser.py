@@ -70,6 +70,9 @@ def test_brush_and_eraser_strokes_on_a_zoomed_stage_are_exported_as_painted(
     page.mouse.click(5, 5)  # leave the text box
     page.keyboard.press("b")
     assert tool(page) == "brush"
+    page.keyboard.press("b")  # the same key again: back to clicks
+    assert tool(page) is None
+    page.keyboard.press("b")
     small = page.evaluate("() => window.__samBrush.radius")
     page.keyboard.press("]")
     page.keyboard.press("]")
