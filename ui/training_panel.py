@@ -137,7 +137,8 @@ class TrainingPanel:
             )
             gr.HTML(
                 "".join(
-                    f'<div class="sam-train-off">{text(mode)} is not offered: {text(reason)}</div>'
+                    f'<div class="sam-train-off">{text(mode)} is not offered: '
+                    f"{text(reason.removeprefix('--train '))}</div>"
                     for mode, reason in refused.items()
                 ),
                 elem_id="sam-train-modes-note",
@@ -192,6 +193,7 @@ class TrainingPanel:
         ``gr.State`` and the box in, the page's outputs out as ``options`` names them)."""
         mine = {**options, "outputs": self.outputs}
         demo.load(self.on_refresh, [], **mine)
+        demo.load(self.on_list_models, [], **{**options, "outputs": [model_choice]})
         self.timer.tick(self.on_refresh, [], **mine)
         self.start_btn.click(self.on_start, [session, self.mode, self.minutes, self.epochs], **mine)
         self.stop_btn.click(self.on_stop, [], **mine)
@@ -256,12 +258,17 @@ class TrainingPanel:
             return self.view(str(exc))
         return self.view()
 
-    def on_use(self) -> dict[Any, Any]:
+    def on_list_models(self) -> dict[str, Any]:
+        """The Model box's list with the project's trained models (those of earlier runs
+        too) after the usual ones."""
+        models = [label for label, _ in MODEL_CHOICES] + self.jobs.trained_models()
+        return gr.update(choices=models)
+
+    def on_use(self) -> dict[str, Any]:
         state = self.jobs.state()
         if state is None or state.result is None or not state.result.out_dir.is_dir():
             raise gr.Error("There is no trained model yet: start training first.")
-        choices = [label for label, _ in MODEL_CHOICES] + self.jobs.trained_models()
-        return gr.update(choices=choices, value=state.name)
+        return {**self.on_list_models(), "value": state.name}
 
 
 def _read_image(path: Any) -> Image.Image:
