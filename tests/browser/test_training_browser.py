@@ -75,7 +75,18 @@ def test_train_from_the_panel_then_use_the_model(
         )
         page.wait_for_selector("#sam-stage .sam-overlay", timeout=TIMEOUT)
         page.screenshot(path=str(screenshots / "training-used.png"))
+
+        # Stopping the app (SIGTERM) during a run stops it cleanly and keeps its checkpoint.
+        page.fill("#sam-train-epochs input", "50")
+        page.press("#sam-train-epochs input", "Tab")
+        page.click("#sam-train-start")
+        page.wait_for_selector("#sam-train-status .sam-running", timeout=TIMEOUT)
+        app.proc.terminate()
+        assert app.proc.wait(timeout=180) == 0, app.log_text()
         log = app.log_text()
     assert "Loaded " in log and "finetuned-" in log
+    assert "stopping the training run" in log and log.count(" stopped: best epoch") == 1
+    models = sorted((folder / ".sam-annotator" / "models").iterdir())
+    assert len(models) == 2 and all((m / "model.safetensors").is_file() for m in models)
     assert str(tmp_path) not in page.inner_text("#sam-train-box")
     assert errors == []
