@@ -1,9 +1,13 @@
 // Decodes clicks in the browser: SAM's prompt encoder + mask decoder (decoder.onnx, exported by
 // the app with `sam.onnx_export`) run by ONNX Runtime Web (WebAssembly, SIMD) on the current
-// image's embedding, which the server sends once per image as float16 bytes.
+// image's embedding, which the server sends once per image as float16 bytes. SAM 2 graphs (they
+// take `high_res_feats_0/1`) get the embedding and the two high-resolution maps in one file
+// (dims: [C, h, w] of each, flattened) and SAM 2's frame: the image resized to the 1024 square
+// without keeping its aspect, a "not a point" token always last, low-res masks straight to the
+// image size (sam/engine.py: Sam2Engine).
 //
 // Messages in:  {type: "init", decoderUrl, vendorUrl, threads?} (threads: a cap, for benchmarks)
-//               {type: "embedding", url, dims: [C, h, w]}
+//               {type: "embedding", url, dims: [C, h, w] (SAM 2: of each of its three maps)}
 //               {type: "decode", id, url, size: [H, W], display: [dh, dw], points: [[x, y, label]],
 //                box: [x0, y0, x1, y1] | null, maskInput: Float32Array | null, multimask}
 // Messages out: {type: "ready", decoderUrl, threads} / {type: "embedding", url} / {type: "failed", error}
@@ -20,7 +24,8 @@
 
 let session = null;
 let sessionUrl = null;
-const embeddings = new Map(); // url -> {tensor, dims}; the current image's only
+const embeddings = new Map(); // url -> {feeds: {input name: tensor}}; the current image's only
+const MAP_INPUTS = ["image_embeddings", "high_res_feats_0", "high_res_feats_1"];
 const LOW_RES = 256;
 const INPUT_SIZE = 1024;
 const PADDING_LABEL = -1;
@@ -67,14 +72,24 @@ async function loadEmbedding(url, dims) {
   if (!response.ok) throw new Error(`embedding: HTTP ${response.status}`);
   const halves = new Uint16Array(await response.arrayBuffer());
   if (!HALF) HALF = half2floatTable();
-  const floats = new Float32Array(halves.length);
-  for (let i = 0; i < halves.length; i++) floats[i] = HALF[halves[i]];
+  const feeds = {};
+  let offset = 0;
+  for (let m = 0; m < dims.length / 3; m++) {
+    const shape = dims.slice(3 * m, 3 * m + 3);
+    const floats = new Float32Array(shape[0] * shape[1] * shape[2]);
+    for (let i = 0; i < floats.length; i++) floats[i] = HALF[halves[offset + i]];
+    offset += floats.length;
+    feeds[MAP_INPUTS[m]] = new ort.Tensor("float32", floats, [1, ...shape]);
+  }
+  if (offset !== halves.length) throw new Error("embedding: size does not match its dims");
   embeddings.clear();
-  embeddings.set(url, { tensor: new ort.Tensor("float32", floats, [1, ...dims]), dims });
+  embeddings.set(url, { feeds });
 }
 
-// SAM's resize of the longest side to 1024 (sam/transforms.py: resized_shape).
-function resizedShape(height, width) {
+// SAM's resize of the longest side to 1024 (sam/transforms.py: resized_shape); SAM 2 resizes
+// to the whole square.
+function resizedShape(height, width, square) {
+  if (square) return [INPUT_SIZE, INPUT_SIZE];
   const scale = (INPUT_SIZE * 1.0) / Math.max(height, width);
   return [Math.max(1, Math.floor(height * scale + 0.5)), Math.max(1, Math.floor(width * scale + 0.5))];
 }
@@ -91,12 +106,19 @@ function source(dst, inSize, outSize) {
 // Along one axis: the 4 low-res taps (index, weight) of the full-resolution logit at each
 // display position, through SAM's upscaling (sam/transforms.py: upscale_logits): low-res 256 ->
 // 1024 padded input (bilinear), crop to the resized size, -> original size (bilinear); the
-// display samples the original pixel (i + 0.5) * full / display.
-function axisTaps(full, resized, display) {
+// display samples the original pixel (i + 0.5) * full / display. SAM 2 (`direct`): low-res 256
+// -> original size in one bilinear step (upscale_logits_direct), two taps.
+function axisTaps(full, resized, display, direct) {
   const index = new Int32Array(display * 4);
   const weight = new Float32Array(display * 4);
   for (let d = 0; d < display; d++) {
     const pixel = Math.min(Math.floor(((d + 0.5) * full) / display), full - 1);
+    if (direct) {
+      const [m0, m1, b] = source(pixel, LOW_RES, full);
+      index.set([m0, m1, m0, m1], d * 4);
+      weight.set([1 - b, b, 0, 0], d * 4);
+      continue;
+    }
     const [k0, k1, a] = source(pixel, resized, full);
     let t = d * 4;
     for (const [k, w] of [[k0, 1 - a], [k1, a]]) {
@@ -111,13 +133,16 @@ function axisTaps(full, resized, display) {
 }
 
 const tapCache = new Map();
-function taps(size, display) {
-  const key = `${size}|${display}`;
+function taps(size, display, square) {
+  const key = `${size}|${display}|${square}`;
   if (!tapCache.has(key)) {
     const [height, width] = size;
-    const [rh, rw] = resizedShape(height, width);
+    const [rh, rw] = resizedShape(height, width, square);
     tapCache.clear();
-    tapCache.set(key, { rows: axisTaps(height, rh, display[0]), cols: axisTaps(width, rw, display[1]) });
+    tapCache.set(key, {
+      rows: axisTaps(height, rh, display[0], square),
+      cols: axisTaps(width, rw, display[1], square),
+    });
   }
   return tapCache.get(key);
 }
@@ -176,8 +201,9 @@ function markContour(mask, height, width) {
 async function decode(msg) {
   const emb = embeddings.get(msg.url);
   if (!session || !emb) throw new Error("decoder or embedding not loaded");
+  const sam2 = session.inputNames.includes("high_res_feats_0");
   const [height, width] = msg.size;
-  const [rh, rw] = resizedShape(height, width);
+  const [rh, rw] = resizedShape(height, width, sam2);
   const sx = rw / width;
   const sy = rh / height;
   const coords = [];
@@ -190,14 +216,15 @@ async function decode(msg) {
     const [x0, y0, x1, y1] = msg.box;
     coords.push(x0 * sx, y0 * sy, x1 * sx, y1 * sy);
     labels.push(...BOX_LABELS);
-  } else {
+  }
+  if (!msg.box || sam2) {
     coords.push(0, 0);
     labels.push(PADDING_LABEL);
   }
   const n = labels.length;
   const hasMask = msg.maskInput != null;
   const feeds = {
-    image_embeddings: emb.tensor,
+    ...emb.feeds,
     point_coords: new ort.Tensor("float32", Float32Array.from(coords), [1, n, 2]),
     point_labels: new ort.Tensor("float32", Float32Array.from(labels), [1, n]),
     mask_input: new ort.Tensor(
@@ -216,7 +243,7 @@ async function decode(msg) {
   const low = out.low_res_masks.data;
   // Token 0 is the single-mask answer, tokens 1-3 the candidates; best first, as the engine.
   const tokens = msg.multimask ? [1, 2, 3].sort((a, b) => iou[b] - iou[a]) : [0];
-  const t = taps(msg.size, msg.display);
+  const t = taps(msg.size, msg.display, sam2);
   const plane = LOW_RES * LOW_RES;
   const lowRes = tokens.map((token) => low.slice(token * plane, (token + 1) * plane));
   const render = (token) => markContour(displayMask(low, token * plane, t, msg.display), ...msg.display);

@@ -3,9 +3,12 @@ the browser: the decoder once per model (``sam.onnx_export``, cut to the low-res
 each image's embedding (float16 bytes). They are written into the folder Gradio serves the
 photos from.
 
+SAM 2 models ship three maps per image (the embedding and the two high-resolution feature
+maps, ``sam.onnx_export.embedding_bytes``), four times a SAM embedding's bytes.
+
 Exporting a model's decoder takes seconds, so it runs on a thread of its own; until it is done
-(or when it cannot be done: no ``onnx`` package, a SAM 2 model) the page sends every click to
-the server, as without a browser decoder. The server stays the source of truth either way.
+(or when it cannot be done: no ``onnx`` package) the page sends every click to the server, as
+without a browser decoder. The server stays the source of truth either way.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from sam import SamPredictor
 from sam.errors import SamError
-from sam.onnx_export import embedding_bytes, export_decoder
+from sam.onnx_export import embedding_bytes, embedding_dims, export_decoder
 
 from .render.media import file_url
 
@@ -29,8 +32,8 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 #: The page's decoder worker and the ONNX Runtime Web files it loads (served by the app).
 WORKER = STATIC / "decoder_worker.js"
 VENDOR = STATIC / "vendor" / "onnxruntime-web"
-#: Bytes of embedding files kept in the served folder (a ViT-B embedding is 2 MiB): the oldest
-#: are deleted beyond it.
+#: Bytes of embedding files kept in the served folder (a ViT-B embedding is 2 MiB, SAM 2's maps
+#: 8 MiB): the oldest are deleted beyond it.
 EMBEDDING_BUDGET_BYTES = 128 * 2**20
 _READY_ENTRIES = 1024
 
@@ -38,11 +41,12 @@ _READY_ENTRIES = 1024
 @dataclass(frozen=True)
 class DecoderFiles:
     """URLs of a model's decoder and one image's embedding; ``size`` is the embedding's
-    ``(C, h, w)``; ``embedding_path`` where the embedding lies."""
+    ``(C, h, w)`` (SAM 2: of each of its three maps, in the file's order, flattened);
+    ``embedding_path`` where the embedding lies."""
 
     decoder_url: str
     embedding_url: str
-    size: tuple[int, int, int]
+    size: tuple[int, ...]
     embedding_path: Path
 
 
@@ -98,9 +102,8 @@ class BrowserDecodeFiles:
             tmp.write_bytes(embedding_bytes(features))
             tmp.replace(embedding)  # a reader never sees half a file
             self._prune(keep=embedding)
-        channels, height, width = features.shape[1:]
         files = DecoderFiles(
-            file_url(decoder), file_url(embedding), (channels, height, width), embedding
+            file_url(decoder), file_url(embedding), embedding_dims(features), embedding
         )
         with self._lock:
             self._ready[(image_key, source)] = files

@@ -101,6 +101,23 @@ class Sam2MaskDecoder(MaskDecoder):
             masks ``(B, K, 4h, 4w)`` low-res logits, IoU ``(B, K)`` in [0, 1] (K = 3 or 1)
             and the object-score logit ``(B, 1)``.
         """
+        masks, iou, object_score = self.all_tokens(image, key_pe, sparse, high_res)
+        if multimask_output:
+            return masks[:, 1:], iou[:, 1:], object_score
+        if self.config.dynamic_multimask_via_stability and not self.training:
+            masks, iou = self.dynamic_multimask(masks, iou)
+            return masks, iou, object_score
+        return masks[:, :1], iou[:, :1], object_score
+
+    def all_tokens(
+        self,
+        image: DecoderImage,
+        key_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        high_res: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`forward`, for all four mask tokens (0: single mask, 1-3: candidates):
+        masks ``(B, 4, 4h, 4w)``, IoU ``(B, 4)``, object score ``(B, 1)``."""
         batch = sparse.shape[0]
         output_tokens = torch.cat(
             [self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight]
@@ -119,15 +136,9 @@ class Sam2MaskDecoder(MaskDecoder):
         )
         masks = (hyper_in @ x.flatten(2)).view(batch, -1, x.shape[2], x.shape[3])
         iou = torch.sigmoid(self.iou_prediction_head(queries[:, 1]))
-        object_score = self.pred_obj_score_head(queries[:, 0])
-        if multimask_output:
-            return masks[:, 1:], iou[:, 1:], object_score
-        if self.config.dynamic_multimask_via_stability and not self.training:
-            masks, iou = self._dynamic_multimask(masks, iou)
-            return masks, iou, object_score
-        return masks[:, :1], iou[:, :1], object_score
+        return masks, iou, self.pred_obj_score_head(queries[:, 0])
 
-    def _dynamic_multimask(
+    def dynamic_multimask(
         self, masks: torch.Tensor, iou: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The single-mask token's output where it is stable (the share of its pixels above
