@@ -230,6 +230,7 @@ function startPan(e, info) {
       if (band) band.remove();
       gesture = null;
     }
+    endStroke(e, true); // and so does its brush stroke
     const c = touchCentre();
     zoom.pinch = { ...c, s: zoom.s, ids: new Set(zoom.touches.keys()) };
     return true;

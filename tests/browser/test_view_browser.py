@@ -112,4 +112,13 @@ def test_pinch_zooms_the_stage_not_the_page(page, app_server):
     assert screen_xy(page, 680.5, 520.5) == pytest.approx((cx, cy), abs=1)
     wait_points(page, 1)  # the pinch placed no point
     click_at(page, 690, 525, 2)
+    # With the brush on, the first finger's stroke becomes the pinch too: nothing is painted.
+    page.keyboard.press("0")
+    page.keyboard.press("b")
+    cx, cy = screen_xy(page, 680.5, 520.5)
+    touch("touchStart", 20)
+    touch("touchMove", 40)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    assert canvas_box(page)["zoom"] == pytest.approx(2.0, rel=0.05)
+    assert page.evaluate("window.__samBrush.last") is None
     assert not page.js_errors, page.js_errors
