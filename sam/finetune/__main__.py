@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-fraction", type=float, default=_DEFAULTS.val_fraction)
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     parser.add_argument(
+        "--corrections",
+        type=int,
+        default=_DEFAULTS.corrections,
+        help="correction clicks simulated after each first prompt (default: %(default)s)",
+    )
+    parser.add_argument(
         "--val-max-clicks",
         type=int,
         default=_DEFAULTS.val_max_clicks,
@@ -66,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        corrections=args.corrections,
         val_max_clicks=args.val_max_clicks,
     )
     try:

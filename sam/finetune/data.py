@@ -13,13 +13,11 @@ from tqdm import tqdm
 
 from ..cache import EmbeddingCache
 from ..disk_cache import EmbeddingDiskCache
-from ..engine import SamEngine
+from ..engine import Features, SamEngine
 from ..errors import DatasetError, FinetuneError, ImageLoadError
 from ..evaluation.samples import AnnotatedImage
 from ..image_io import load_image
-from ..masks import mask_to_logits
-from ..predictor import ImageEmbedding, SamPredictor
-from ..transforms import resized_shape
+from ..predictor import SamPredictor
 
 
 def split_by_image(
@@ -53,6 +51,14 @@ class TrainingObject:
     target_bits: np.ndarray
 
 
+def batch_features(items: Sequence[Features]) -> Features:
+    """One image's embeddings per item -> a float32 batch of them, in the same layout (a
+    tensor, or SAM 2's tuple of maps)."""
+    if isinstance(items[0], torch.Tensor):
+        return torch.cat(list(items)).float()
+    return tuple(torch.cat(maps).float() for maps in zip(*items, strict=True))
+
+
 class EmbeddedImages:
     """Embeddings of a list of images, encoded once (through ``engine``'s predictor and its
     encoder lock) into ``disk_cache``, then served from ``cache`` (byte-bounded) or, when
@@ -71,7 +77,6 @@ class EmbeddedImages:
         self.disk_cache = disk_cache
         self.cache = cache
         self.keys: list[str] = []
-        self.sizes: list[tuple[tuple[int, int], tuple[int, int]]] = []
         self.objects: list[TrainingObject] = []
         grid = engine.preprocess.mask_size
         self.grid = (grid, grid)
@@ -83,37 +88,47 @@ class EmbeddedImages:
             except ImageLoadError as exc:
                 raise DatasetError(f"The image {image.name} cannot be used: {exc}") from exc
             predictor.set_image(pixels)
-            original = predictor.original_size
-            input_size = resized_shape(*original, engine.preprocess.longest_edge)
-            self.keys.append(str(predictor.image_key))
-            self.sizes.append((original, input_size))
+            key = str(predictor.image_key)
+            if key not in disk_cache:  # served from the engine's memory (e.g. the app's)
+                self._store(key, predictor.get_image_embedding(), pixels)
+            self.keys.append(key)
             for obj in image.objects:
-                logits = mask_to_logits(obj.mask(), input_size, engine.preprocess.pad_size, grid)
-                target = logits[0] > 0
+                # The family's own low-res layout (SAM: the padded square; SAM 2: the image).
+                target = engine.mask_prompt(obj.mask())[0] > 0
                 self.objects.append(TrainingObject(index, np.packbits(target)))
             if on_image is not None:
                 on_image(index + 1)
 
-    def features(self, index: int) -> torch.Tensor:
-        """``(1, C, h, w)`` embedding of image ``index``."""
-        key = self.keys[index]
-        original, input_size = self.sizes[index]
+    def _store(self, key: str, features: Features, pixels: np.ndarray) -> None:
+        """Put an embedding the predictor found in memory into the disk cache, with the
+        metadata predictors read back (validation opens the same cache)."""
+        _, (in_h, in_w) = self.engine.prepare_pixels(pixels)
+        meta = {
+            "original_size": f"{pixels.shape[0]}x{pixels.shape[1]}",
+            "input_size": f"{in_h}x{in_w}",
+        }
+        self.disk_cache.save(key, features, meta)
 
-        def load() -> ImageEmbedding:
+    def features(self, index: int) -> Features:
+        """Image ``index``'s embedding: ``(1, C, h, w)`` (SAM 2: its three feature maps)."""
+        key = self.keys[index]
+
+        def load() -> Features:
             stored = self.disk_cache.load(key, self.engine.device)
             if stored is None:
                 raise DatasetError(
                     "A cached embedding disappeared during training: keep the cache folder "
                     "in place until fine-tuning ends."
                 )
-            return ImageEmbedding(stored[0], original, input_size)
+            return stored[0]
 
-        embedding, _ = self.cache.get_or_compute(key, load)
-        return embedding.features
+        features, _ = self.cache.get_or_compute(key, load)
+        return features
 
-    def batch(self, objects: Sequence[TrainingObject]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings ``(B, C, h, w)`` float32 and targets ``(B, h, w)`` bool of ``objects``."""
-        features = torch.cat([self.features(obj.image) for obj in objects]).float()
+    def batch(self, objects: Sequence[TrainingObject]) -> tuple[Features, torch.Tensor]:
+        """Embeddings ``(B, C, h, w)`` float32 (SAM 2: each of its maps batched) and targets
+        ``(B, h, w)`` bool of ``objects``."""
+        features = batch_features([self.features(obj.image) for obj in objects])
         size = self.grid[0] * self.grid[1]
         targets = np.stack(
             [np.unpackbits(obj.target_bits, count=size).reshape(self.grid) for obj in objects]

@@ -1,6 +1,6 @@
 """Writing a model as a Hugging Face folder (``config.json``, ``model.safetensors``,
 ``preprocessor_config.json``): what :func:`sam.load_model` and
-``transformers.SamModel.from_pretrained`` both load."""
+``transformers.SamModel.from_pretrained`` (SAM 2: ``Sam2Model``) both load."""
 
 from __future__ import annotations
 
@@ -12,13 +12,22 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from ..modeling import Sam
+from ..modeling.sam2 import Sam2
 
 # transformers keeps a tied copy of the Fourier matrix under this name.
 _TIED_PE_KEY = "prompt_encoder.shared_embedding.positional_embedding"
 
 
-def _preprocessor_dict(model: Sam) -> dict:
+def _preprocessor_dict(model: Sam | Sam2) -> dict:
     pre = model.preprocess
+    if isinstance(model, Sam2):  # a square resize, no padding
+        return {
+            "image_processor_type": "Sam2ImageProcessorFast",
+            "size": {"height": pre.image_size, "width": pre.image_size},
+            "image_mean": list(pre.image_mean),
+            "image_std": list(pre.image_std),
+            "mask_size": {"height": pre.mask_size, "width": pre.mask_size},
+        }
     return {
         "image_processor_type": "SamImageProcessor",
         "do_convert_rgb": True,
@@ -50,8 +59,9 @@ def _write_atomically(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def save_model(model: Sam, folder: str | Path) -> Path:
-    """Write ``model`` (weights at fp32) to ``folder`` as a Hugging Face SAM checkpoint."""
+def save_model(model: Sam | Sam2, folder: str | Path) -> Path:
+    """Write ``model`` (weights at fp32) to ``folder`` as a Hugging Face SAM (or SAM 2)
+    checkpoint."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}

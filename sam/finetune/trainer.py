@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from ..cache import EmbeddingCache
@@ -31,7 +32,7 @@ from ..modeling import Sam
 from .config import TRAINABLE_PREFIXES, FinetuneConfig
 from .curves import draw_curves
 from .data import EmbeddedImages, TrainingObject, split_by_image
-from .losses import ambiguity_aware_loss, mask_losses
+from .losses import ambiguity_aware_loss
 from .prompts import sample_corrections, sample_first_prompts
 from .save import save_model
 
@@ -84,6 +85,21 @@ def validation_score(summary: Summary) -> float:
     return (summary.miou_1click + summary.miou_3click + summary.miou_5click) / 3
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaLR:
+    """The learning rate rising linearly over the first tenth of the steps (a fresh AdamW's
+    first updates are its largest), then a cosine decay to 0 at ``total_steps``."""
+    warmup = max(1, total_steps // 10)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (
+            1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup)))
+        )
+
+    return LambdaLR(optimizer, factor)
+
+
 def trainable_copy(model: Sam, mode: str) -> Sam:
     """A copy of ``model`` to train, sharing the frozen image encoder's weights (no second
     copy of the largest part); only the parameters ``mode`` trains require gradients. The
@@ -120,10 +136,11 @@ def interactive_loss(
     """
     scale = model.config.prompt_encoder_config.image_size / targets.shape[-1]
     rows = torch.arange(targets.shape[0])
-    truth = targets.float()
+    # Prompts are sampled on the CPU (one seeded generator), the loss on the model's device.
+    truth = targets.to(device=model.mask_decoder.iou_token.weight.device, dtype=torch.float32)
     prompts = sample_first_prompts(targets, scale, generator)
     mask_input = None
-    total = features.new_zeros(())
+    total = truth.new_zeros(())
     rounds = 1 + corrections
     for round_ in range(rounds):
         logits, iou = model.decode(
@@ -134,11 +151,11 @@ def interactive_loss(
             mask_input,
             multimask_output=round_ == 0 and prompts.boxes is None,
         )
-        losses = mask_losses(logits, iou, truth)
-        total = total + ambiguity_aware_loss(losses)
+        loss, best = ambiguity_aware_loss(logits, iou, truth)
+        total = total + loss
         if round_ + 1 < rounds:
-            chosen = logits[rows, losses.detach().argmin(dim=1)].detach()
-            points, labels = sample_corrections(targets, chosen > 0, scale, generator)
+            chosen = logits[rows, best].detach()
+            points, labels = sample_corrections(targets, (chosen > 0).cpu(), scale, generator)
             prompts = prompts.with_point(points, labels)
             mask_input = chosen[:, None]
     return total / rounds
@@ -229,9 +246,7 @@ class _Run:
             lr=self.config.lr,
             weight_decay=self.config.weight_decay,
         )
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(1, self.config.epochs * steps_per_epoch)
-        )
+        schedule = warmup_cosine(optimizer, self.config.epochs * steps_per_epoch)
         stopped_by = "epochs"
         try:
             for epoch in range(1, self.config.epochs + 1):
@@ -320,7 +335,7 @@ class _Run:
         total = sum(len(image.objects) for image in images)
         with torch.inference_mode():
             result = evaluate(
-                SamEngine(self.model, self.engine.source),
+                type(self.engine)(self.model, self.engine.source, family=self.engine.family),
                 images,
                 max_clicks=self.config.val_max_clicks,
                 disk_cache=self.disk_cache,

@@ -10,6 +10,7 @@ from sam.finetune.losses import (
     binary_iou,
     dice_loss,
     focal_loss,
+    iou_loss,
     mask_losses,
 )
 from sam.finetune.prompts import (
@@ -95,14 +96,29 @@ def test_iou_head_is_trained_towards_the_real_iou():
     target = torch.zeros(1, 8, 8)
     target[0, 2:6, 2:6] = 1
     logits = (target * 20 - 10)[:, None]  # one candidate, IoU 1
-    honest = mask_losses(logits, torch.tensor([[1.0]]), target)
-    overconfident = mask_losses(logits, torch.tensor([[0.0]]), target)
-    assert overconfident.item() - honest.item() == pytest.approx(1.0, abs=1e-4)
+    honest = iou_loss(logits, torch.tensor([[1.0]]), target)
+    overconfident = iou_loss(logits, torch.tensor([[0.0]]), target)
+    assert honest.item() == 0.0 and overconfident.item() == pytest.approx(1.0)
 
 
-def test_only_the_best_candidate_is_trained():
-    losses = torch.tensor([[3.0, 1.0, 2.0], [0.5, 4.0, 4.0]], requires_grad=True)
-    total = ambiguity_aware_loss(losses)
+def test_only_the_best_candidate_gets_the_mask_loss_but_every_one_the_iou_loss():
+    target = torch.zeros(2, 8, 8)
+    target[:, 2:6, 2:6] = 1
+    right, wrong = target * 20 - 10, -(target * 20 - 10)
+    # Prompt 0: candidate 1 is right; prompt 1: candidate 0 is.
+    first = torch.stack([wrong[0], right[0], wrong[0]])
+    second = torch.stack([right[1], wrong[1], wrong[1]])
+    logits = torch.stack([first, second]).requires_grad_()
+    predicted = torch.full((2, 3), 0.5, requires_grad=True)
+    total, best = ambiguity_aware_loss(logits, predicted, target)
     total.backward()
-    assert total.item() == pytest.approx(0.75)
-    assert losses.grad.tolist() == [[0.0, 0.5, 0.0], [0.5, 0.0, 0.0]]
+    assert best.tolist() == [1, 0]
+    # Mask gradients reach only the best candidate of each prompt ...
+    reached = logits.grad.flatten(2).abs().sum(-1) > 0
+    assert reached.tolist() == [[False, True, False], [True, False, False]]
+    # ... while the IoU head is pulled towards each candidate's real IoU (1 right, 0 wrong).
+    assert (predicted.grad[0, 1] < 0) and (predicted.grad[0, 0] > 0) and (predicted.grad[1, 2] > 0)
+    expected_iou = ((0.5 - torch.tensor([[0.0, 1, 0], [1, 0, 0]])) ** 2).mean()
+    assert total.item() == pytest.approx(
+        mask_losses(logits, target).min(1).values.mean().item() + expected_iou.item(), rel=1e-5
+    )

@@ -17,10 +17,13 @@ from synthetic_shapes import make_dataset
 
 from sam import SamPredictor, load_model
 from sam.errors import DatasetError, FinetuneError
-from sam.evaluation import read_coco
+from sam.evaluation import evaluate, read_coco
 from sam.finetune import FinetuneConfig, train
 from sam.finetune.__main__ import main
 from sam.finetune.data import split_by_image
+
+# Enough steps at a from-scratch learning rate for the fresh tiny model to learn (bench/README.md).
+EPOCHS = "12"
 
 QUICK = FinetuneConfig(
     epochs=2, lr=1e-4, batch_size=4, val_fraction=0.25, val_max_clicks=2, corrections=1
@@ -156,3 +159,66 @@ def test_split_is_by_image_and_follows_the_seed(dataset):
     assert len(train_a) + len(val_a) == len(images) and len(val_a) == 1
     with pytest.raises(FinetuneError, match="val-fraction"):
         split_by_image(images, 1.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fresh_checkpoint(tmp_path_factory):
+    """A random-weight tiny SAM as a training run would start from: transformers' own
+    initialisation (std 0.02) for the prompt encoder and mask decoder, and the test model's
+    random image encoder (transformers initialises that one to ~0, which would make every
+    embedding alike). ``tiny_checkpoint`` scales every decoder weight to unit-variance outputs for
+    the parity tests, a start no training run has."""
+    from checkpoints import TINY_DIMS, random_hf_sam, save_hf_checkpoint
+    from transformers import SamModel
+
+    parity = random_hf_sam(TINY_DIMS, seed=0)
+    torch.manual_seed(0)
+    model = SamModel(parity.config).eval()
+    model.vision_encoder.load_state_dict(parity.vision_encoder.state_dict())
+    model.shared_image_embedding.load_state_dict(parity.shared_image_embedding.state_dict())
+    model.prompt_encoder.shared_embedding.load_state_dict(
+        parity.shared_image_embedding.state_dict()
+    )
+    return save_hf_checkpoint(model, tmp_path_factory.mktemp("fresh-tiny"))
+
+
+def test_training_improves_held_out_one_click_miou(fresh_checkpoint, tmp_path):
+    annotations, images_dir = make_dataset(tmp_path / "data", n_images=8, seed=0)
+    out = tmp_path / "model"
+    args = [
+        "--model", str(fresh_checkpoint), "--device", "cpu",
+        "--coco", str(annotations), "--images", str(images_dir), "--out", str(out),
+        "--epochs", EPOCHS, "--lr", "3e-3", "--batch-size", "4", "--val-fraction", "0.25",
+        "--val-max-clicks", "1", "--corrections", "0", "--seed", "0",
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "training.json").read_text())
+    before = report["epochs"][0]["val"]["miou_1click"]
+    best = report["epochs"][report["best_epoch"]]["val"]["miou_1click"]
+    assert best - before >= 0.10, [e["val"]["miou_1click"] for e in report["epochs"]]
+    # The folder holds that better model: the held-out images measured again with it.
+    held_out = [
+        image
+        for image in read_coco(annotations, images_dir)
+        if image.name in report["data"]["val_image_names"]
+    ]
+    again = evaluate(load_model(out, device="cpu"), held_out, max_clicks=1).overall
+    assert again.miou_1click == pytest.approx(best, abs=1e-4)
+
+
+def test_images_the_engine_already_holds_are_trained_on(tiny_checkpoint, dataset, tmp_path):
+    """The app's engine has the images it showed in memory: training still finds them (they
+    used to be missing from the training cache: 'A cached embedding disappeared')."""
+    engine = load_model(tiny_checkpoint, device="cpu")
+    images = read_coco(*dataset)
+    predictor = SamPredictor(engine)
+    for image in images:
+        predictor.set_image(np.asarray(Image.open(image.path).convert("RGB")))
+    stop = threading.Event()
+
+    def progress(event):
+        if event.phase == "train":
+            stop.set()
+
+    result = train(engine, images, tmp_path / "out", QUICK, progress=progress, stop=stop)
+    assert result.stopped_by == "stop" and result.history[1].steps == 1
