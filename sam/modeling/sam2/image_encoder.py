@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import activation, linear
+from ..image_encoder import score_blocks
 from .config import HieraConfig, Sam2VisionConfig
+
+# Upper bound on the bytes of one block of attention scores on the CPU path (built from
+# matmuls): the q·kᵀ product, its softmax and the ·v product of a block stay in cache.
+_SCORES_CHUNK_BYTES = 8 * 2**20
 
 
 class HieraMLP(nn.Module):
@@ -42,12 +47,39 @@ def _pool(x: torch.Tensor, stride: tuple[int, int] | None) -> torch.Tensor:
     )
 
 
+def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Softmax attention: ``(B, heads, Tq, d)`` queries, ``(B, heads, Tk, d)`` keys and values
+    -> ``(B, heads, Tq, d)``, in the queries' dtype.
+
+    On the CPU without autograd, from plain matmuls over blocks of queries whose scores fit in
+    ``_SCORES_CHUNK_BYTES``: PyTorch's CPU flash-attention kernel is slower at Hiera's shapes
+    (bench/README.md, SAM 2.1 section). Elsewhere, and for training, the fused SDPA kernel.
+    """
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    if query.device.type != "cpu" or grad:
+        return F.scaled_dot_product_attention(query, key, value)
+    batch, heads, tokens, head_dim = query.shape
+    keys, groups = key.shape[2], batch * heads
+    # One pass makes the (strided) queries contiguous and scaled.
+    scaled = torch.mul(query, head_dim**-0.5, out=query.new_empty(query.shape))
+    query = scaled.view(groups, tokens, head_dim)
+    key_t = key.reshape(groups, keys, head_dim).transpose(1, 2)
+    value = value.reshape(groups, keys, head_dim)
+    out = query.new_empty(groups, tokens, head_dim)
+    blocks = score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES, keys)
+    for g, q in blocks:
+        probs = torch.softmax(torch.bmm(query[g, q], key_t[g]), dim=-1)
+        torch.bmm(probs, value[g], out=out[g, q])
+    return out.view(batch, heads, tokens, head_dim)
+
+
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """``(B, H, W, C)`` -> ``(B * nh * nw, window, window, C)`` windows, zero-padding the bottom
     and right to a multiple of ``window``; also returns the padded ``(H, W)``."""
     batch, height, width, channels = x.shape
     pad_h, pad_w = (-height) % window, (-width) % window
-    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    if pad_h or pad_w:  # F.pad copies even when it adds nothing
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = height + pad_h, width + pad_w
     x = x.view(batch, hp // window, window, wp // window, window, channels)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, channels), (hp, wp)
@@ -56,12 +88,13 @@ def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[
 def window_unpartition(
     windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]
 ) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: windows -> ``(B, H, W, C)`` without the padding."""
+    """Inverse of :func:`window_partition`: windows -> ``(B, H, W, C)`` without the padding (a
+    view of the padded grid when there is padding)."""
     hp, wp = padded
     batch = windows.shape[0] // ((hp // window) * (wp // window))
     x = windows.view(batch, hp // window, wp // window, window, window, -1)
     x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, hp, wp, -1)
-    return x[:, : size[0], : size[1]].contiguous()
+    return x[:, : size[0], : size[1]]
 
 
 class MultiScaleAttention(nn.Module):
@@ -86,9 +119,7 @@ class MultiScaleAttention(nn.Module):
             q = _pool(q.reshape(batch, height, width, -1), self.query_stride)
             height, width = q.shape[1:3]
             q = q.reshape(batch, height * width, heads, -1)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        )
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         out = out.transpose(1, 2).reshape(batch, height, width, -1)
         return linear(out, self.proj.weight, self.proj.bias)
 
@@ -133,7 +164,8 @@ class MultiScaleBlock(nn.Module):
                 padded = (height + (-height) % window, width + (-width) % window)
             x = window_unpartition(x, window, padded, (height, width))
         x = shortcut + x
-        return x + self.mlp(self.layer_norm2(x))
+        # In place on the MLP's fresh output (its backward does not need it).
+        return self.mlp(self.layer_norm2(x)).add_(x)
 
 
 class PatchEmbed(nn.Module):
@@ -192,6 +224,16 @@ class Hiera(nn.Module):
         return outputs
 
 
+def _lateral(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` on a channels-last ``(B, H, W, C)`` map -> ``(B, C', H, W)``. A 1x1 convolution
+    (every released config's) is a linear layer over the channels: run on the map as it is, it
+    needs no permuted copy and no convolution kernel (the output is a channels-last view)."""
+    pointwise = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+    if pointwise and conv.padding in ((0, 0), "valid"):
+        return linear(x, conv.weight.flatten(1), conv.bias).permute(0, 3, 1, 2)
+    return conv(x.permute(0, 3, 1, 2))
+
+
 class FpnNeck(nn.Module):
     """1x1 lateral convolutions to a common width, with top-down (nearest 2x) fusion into the
     levels named in ``fpn_top_down_levels``."""
@@ -217,7 +259,7 @@ class FpnNeck(nn.Module):
         outputs: list[torch.Tensor] = []
         previous: torch.Tensor | None = None
         for i in range(last, -1, -1):
-            lateral = self.convs[last - i](stages[i].permute(0, 3, 1, 2))
+            lateral = _lateral(self.convs[last - i], stages[i])
             if i in self.fpn_top_down_levels and i != last and previous is not None:
                 top_down = F.interpolate(previous.float(), scale_factor=2.0, mode="nearest")
                 lateral = lateral + top_down.to(lateral.dtype)

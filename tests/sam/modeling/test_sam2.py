@@ -129,6 +129,22 @@ def test_forward_runs_image_and_prompts(encoded):
         torch.testing.assert_close(got, want)
 
 
+def test_training_path_matches_inference_and_backpropagates(tiny_hf_sam2):
+    """Under autograd the encoder takes the differentiable path (SDPA attention, no in-place
+    buffers); it computes what the inference fast path does, and gradients reach every weight."""
+    ours = ours_from(tiny_hf_sam2)
+    pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        fast = ours.vision_encoder(pixels)
+    trained = ours.vision_encoder(pixels)
+    for got, want in zip(trained, fast, strict=True):
+        torch.testing.assert_close(got.detach(), want, atol=ATOL, rtol=0)
+    sum(f.square().mean() for f in trained).backward()
+    missing = [n for n, p in ours.vision_encoder.named_parameters() if p.grad is None]
+    assert not missing
+    assert all(p.grad.isfinite().all() for p in ours.vision_encoder.parameters())
+
+
 @pytest.mark.slow
 def test_hiera_tiny_dims_match_transformers():
     hf = random_hf_sam2(HIERA_TINY_DIMS, seed=4)
