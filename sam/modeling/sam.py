@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -106,24 +108,47 @@ class Sam(nn.Module):
         Returns:
             low-res mask logits ``(B, K, 256, 256)`` float32 and predicted IoU ``(B, K)``.
         """
-        batch = next((t.shape[0] for t in (points, boxes, mask_input) if t is not None), 1)
-        param = self.mask_decoder.iou_token.weight
-        sparse, dense = self.prompt_encoder(
-            self.shared_image_embedding,
-            None if points is None else points.to(param),
-            None if labels is None else labels.to(param.device),
-            None if boxes is None else boxes.to(param),
-            None if mask_input is None else mask_input.to(param),
-            batch,
-        )
-        if key_pe is None:
-            key_pe = self.key_pe()
-        if mask_input is not None:
-            # The mask prompt makes the image keys prompt-dependent: nothing to reuse.
-            image = self.mask_decoder.prepare(
-                image_embeddings.to(param), dense, key_pe, precompute_first_layer=False
-            )
-        elif image is None:
-            image = self.prepare_image(image_embeddings, key_pe)
+        sparse, key_pe, image = decoder_inputs(
+            self, image_embeddings, image_embeddings, points, labels, boxes, mask_input,
+            key_pe, image,
+        )  # fmt: skip
         masks, iou = self.mask_decoder(image, key_pe, sparse, multimask_output)
         return masks.float(), iou.float()
+
+
+def decoder_inputs(
+    model: nn.Module,
+    image_input: Any,
+    embedding: torch.Tensor,
+    points: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    boxes: torch.Tensor | None,
+    mask_input: torch.Tensor | None,
+    key_pe: torch.Tensor | None,
+    image: DecoderImage | None,
+) -> tuple[torch.Tensor, torch.Tensor, DecoderImage]:
+    """What the mask decoder of :class:`Sam` or SAM 2's ``Sam2`` takes for B prompts: the sparse
+    prompt tokens ``(B, n, C)``, the key positions and the prepared image (``key_pe`` and
+    ``image`` computed unless given). ``image_input`` is what ``model.prepare_image`` takes,
+    ``embedding`` the ``(1 or B, C, 64, 64)`` image embedding; prompts as in :meth:`Sam.decode`.
+    """
+    batch = next((t.shape[0] for t in (points, boxes, mask_input) if t is not None), 1)
+    param = model.mask_decoder.iou_token.weight
+    sparse, dense = model.prompt_encoder(
+        model.shared_image_embedding,
+        None if points is None else points.to(param),
+        None if labels is None else labels.to(param.device),
+        None if boxes is None else boxes.to(param),
+        None if mask_input is None else mask_input.to(param),
+        batch,
+    )
+    if key_pe is None:
+        key_pe = model.key_pe()
+    if mask_input is not None:
+        # The mask prompt makes the image keys prompt-dependent: nothing to reuse.
+        image = model.mask_decoder.prepare(
+            embedding.to(param), dense, key_pe, precompute_first_layer=False
+        )
+    elif image is None:
+        image = model.prepare_image(image_input, key_pe)
+    return sparse, key_pe, image

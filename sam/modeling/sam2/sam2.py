@@ -7,6 +7,7 @@ from torch import nn
 
 from ..mask_decoder import DecoderImage
 from ..prompt_encoder import PositionalEmbedding
+from ..sam import decoder_inputs
 from .config import Sam2Config, Sam2PreprocessConfig
 from .image_encoder import Sam2VisionEncoder
 from .mask_decoder import Sam2MaskDecoder
@@ -120,24 +121,9 @@ class Sam2(nn.Module):
             low-res mask logits ``(B, K, 256, 256)`` float32 and predicted IoU ``(B, K)``, then
             the object-score logit ``(B, 1)`` when ``object_score``.
         """
-        batch = next((t.shape[0] for t in (points, boxes, mask_input) if t is not None), 1)
-        param = self.mask_decoder.iou_token.weight
-        sparse, dense = self.prompt_encoder(
-            self.shared_image_embedding,
-            None if points is None else points.to(param),
-            None if labels is None else labels.to(param.device),
-            None if boxes is None else boxes.to(param),
-            None if mask_input is None else mask_input.to(param),
-            batch,
+        sparse, key_pe, image = decoder_inputs(
+            self, features, features[-1], points, labels, boxes, mask_input, key_pe, image
         )
-        if key_pe is None:
-            key_pe = self.key_pe()
-        if mask_input is not None:
-            image = self.mask_decoder.prepare(
-                features[-1].to(param), dense, key_pe, precompute_first_layer=False
-            )
-        elif image is None:
-            image = self.prepare_image(features, key_pe)
         masks, iou, score = self.mask_decoder(
             image, key_pe, sparse, multimask_output, (features[0], features[1])
         )
