@@ -1,7 +1,7 @@
 """Click latency of the real app in headless Chromium: mouse-down to new mask painted.
 
     python bench/bench_browser.py [--clicks 30] [--json out.json] [--image PATH]
-                                  [--model-dims vit-b|tiny]
+                                  [--model-dims vit-b|tiny|sam2-hiera-tiny]
 
 Builds a random-weight checkpoint (ViT-B dimensions by default, the Hugging Face format, no
 download), starts ``python app.py`` on it, opens the photo in headless Chromium (the system's
@@ -125,7 +125,7 @@ async (rounds) => {
   for (let k = 0; k < rounds; k++)
     for (let i = 0; i < workers.length; i++) ms[i].push(await workers[i].decode(k));
   workers.forEach((wk) => wk.w.terminate());
-  return { isolated: self.crossOriginIsolated, threads: workers.map((wk) => wk.threads), ms };
+  return { threads: workers.map((wk) => wk.threads), ms };
 }
 """
 
@@ -143,10 +143,16 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+MODEL_DIMS = ("vit-b", "tiny", "sam2-hiera-tiny")
+
+
 def build_checkpoint(dims_name: str, folder: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from checkpoints import TINY_DIMS, VIT_B_DIMS, random_hf_sam, save_hf_checkpoint
+    from sam2_checkpoints import HIERA_TINY_DIMS, random_hf_sam2, save_hf_sam2
 
+    if dims_name == "sam2-hiera-tiny":
+        return save_hf_sam2(random_hf_sam2(HIERA_TINY_DIMS), folder)
     dims = {"vit-b": VIT_B_DIMS, "tiny": TINY_DIMS}[dims_name]
     return save_hf_checkpoint(random_hf_sam(dims), folder)
 
@@ -324,6 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 page.keyboard.press("Escape")
                 stage.settled(0, None)
                 points, box = 0, None
+        isolated = page.evaluate("crossOriginIsolated")
         threads = None
         if args.decoder_rounds > 0 and page.evaluate(
             "() => document.querySelector('#sam-stage .sam-stage').dataset.decoderReady === '1'"
@@ -349,7 +356,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_1min_after": round(load_average(), 2),
         },
         "model_dims": args.model_dims,
-        "cross_origin_isolated": threads["isolated"] if threads else None,
+        "cross_origin_isolated": isolated,
         "image": args.image.name,
         "summary": summary,
         "raw_ms": {k: [round(v, 1) for v in vs] for k, vs in results.items()},
@@ -377,7 +384,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clicks", type=int, default=30, help="point clicks to measure")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="photo to annotate")
-    parser.add_argument("--model-dims", default="vit-b", choices=["vit-b", "tiny"])
+    parser.add_argument(
+        "--model-dims",
+        default="vit-b",
+        choices=MODEL_DIMS,
+        help="random-weight checkpoint: SAM ViT-B or tiny dims, or SAM 2.1 Hiera-Tiny",
+    )
     parser.add_argument(
         "--decoder-rounds",
         type=int,
