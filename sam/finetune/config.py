@@ -6,11 +6,16 @@ from dataclasses import dataclass
 
 from ..errors import FinetuneError
 
-#: What ``train`` may update: SAM's mask decoder with or without its prompt encoder.
+#: What ``train`` may update: SAM's mask decoder with or without its prompt encoder; with
+#: ``encoder-lora`` also low-rank adapters on the image encoder's attention (:mod:`.lora`).
 TRAINABLE_PREFIXES: dict[str, tuple[str, ...]] = {
     "prompt-decoder": ("prompt_encoder.", "mask_decoder."),
     "decoder": ("mask_decoder.",),
+    "encoder-lora": ("prompt_encoder.", "mask_decoder."),
 }
+
+#: The mode that runs the image encoder on every step (no cached embeddings).
+ENCODER_LORA = "encoder-lora"
 
 
 @dataclass(frozen=True)

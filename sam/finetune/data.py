@@ -77,6 +77,7 @@ class EmbeddedImages:
         self.disk_cache = disk_cache
         self.cache = cache
         self.keys: list[str] = []
+        self.paths = [image.path for image in images]
         self.objects: list[TrainingObject] = []
         grid = engine.preprocess.mask_size
         self.grid = (grid, grid)
@@ -125,12 +126,25 @@ class EmbeddedImages:
         features, _ = self.cache.get_or_compute(key, load)
         return features
 
-    def batch(self, objects: Sequence[TrainingObject]) -> tuple[Features, torch.Tensor]:
-        """Embeddings ``(B, C, h, w)`` float32 (SAM 2: each of its maps batched) and targets
-        ``(B, h, w)`` bool of ``objects``."""
-        features = batch_features([self.features(obj.image) for obj in objects])
+    def pixel_batch(self, objects: Sequence[TrainingObject]) -> tuple[torch.Tensor, torch.Tensor]:
+        """For training the encoder: the encoder inputs ``(n, 3, 1024, 1024)`` float32 of the
+        ``n`` distinct images of ``objects`` (read again from disk: at most a batch of them in
+        memory) and each object's row in them, ``(B,)`` int64."""
+        distinct = sorted({obj.image for obj in objects})
+        pixels = [self.engine.prepare_pixels(load_image(self.paths[i]))[0] for i in distinct]
+        rows = torch.tensor([distinct.index(obj.image) for obj in objects])
+        return torch.cat(pixels).to(self.engine.device), rows
+
+    def targets(self, objects: Sequence[TrainingObject]) -> torch.Tensor:
+        """``(B, h, w)`` bool low-res targets of ``objects``."""
         size = self.grid[0] * self.grid[1]
         targets = np.stack(
             [np.unpackbits(obj.target_bits, count=size).reshape(self.grid) for obj in objects]
         )
-        return features, torch.from_numpy(targets.astype(bool))
+        return torch.from_numpy(targets.astype(bool))
+
+    def batch(self, objects: Sequence[TrainingObject]) -> tuple[Features, torch.Tensor]:
+        """Embeddings ``(B, C, h, w)`` float32 (SAM 2: each of its maps batched) and targets
+        ``(B, h, w)`` bool of ``objects``."""
+        features = batch_features([self.features(obj.image) for obj in objects])
+        return features, self.targets(objects)

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from ..modeling import Sam
 from ..modeling.sam2 import Sam2
+from .lora import merged_state_dict
 
 # transformers keeps a tied copy of the Fourier matrix under this name.
 _TIED_PE_KEY = "prompt_encoder.shared_embedding.positional_embedding"
@@ -64,7 +65,10 @@ def save_model(model: Sam | Sam2, folder: str | Path) -> Path:
     checkpoint."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Low-rank adapters (--train encoder-lora) are merged into their weights.
+    tensors = {
+        k: v.detach().float().cpu().contiguous() for k, v in merged_state_dict(model).items()
+    }
     tensors[_TIED_PE_KEY] = tensors["shared_image_embedding.positional_embedding"].clone()
 
     def dump(data: dict):

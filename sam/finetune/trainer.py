@@ -27,11 +27,13 @@ from tqdm import tqdm
 from ..cache import EmbeddingCache
 from ..disk_cache import EmbeddingDiskCache
 from ..engine import SamEngine
+from ..errors import FinetuneError
 from ..evaluation import AnnotatedImage, Summary, check_dataset, evaluate
 from ..modeling import Sam
-from .config import TRAINABLE_PREFIXES, FinetuneConfig
+from .config import ENCODER_LORA, TRAINABLE_PREFIXES, FinetuneConfig
 from .curves import draw_curves
 from .data import EmbeddedImages, TrainingObject, split_by_image
+from .lora import add_adapters, is_adapter_parameter
 from .losses import ambiguity_aware_loss
 from .prompts import sample_corrections, sample_first_prompts
 from .save import save_model
@@ -101,23 +103,32 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaL
 
 
 def trainable_copy(model: Sam, mode: str) -> Sam:
-    """A copy of ``model`` to train, sharing the frozen image encoder's weights (no second
-    copy of the largest part); only the parameters ``mode`` trains require gradients. The
-    caller's model is never changed, so annotation can go on with it meanwhile."""
-    shared = {id(p): p for p in model.vision_encoder.parameters()}
-    shared.update({id(b): b for b in model.vision_encoder.buffers()})
+    """A copy of ``model`` to train; only the parameters ``mode`` trains require gradients.
+    The frozen image encoder's weights are shared (no second copy of the largest part), except
+    with ``encoder-lora``, whose copy of the encoder gets the adapters. The caller's model is
+    never changed, so annotation can go on with it meanwhile."""
+    shared: dict[int, object] = {}
+    if mode != ENCODER_LORA:
+        shared = {id(p): p for p in model.vision_encoder.parameters()}
+        shared.update({id(b): b for b in model.vision_encoder.buffers()})
     clone = copy.deepcopy(model, memo=shared)
     prefixes = TRAINABLE_PREFIXES[mode]
     for name, param in clone.named_parameters():
         if id(param) not in shared:  # the shared encoder is never run with gradients here
             param.requires_grad_(name.startswith(prefixes))
+    if mode == ENCODER_LORA:
+        add_adapters(clone.vision_encoder)
     return clone
 
 
 def trainable_parameters(model: Sam, mode: str) -> list[torch.nn.Parameter]:
     """The parameters ``mode`` trains."""
     prefixes = TRAINABLE_PREFIXES[mode]
-    return [p for name, p in model.named_parameters() if name.startswith(prefixes)]
+    return [
+        p
+        for name, p in model.named_parameters()
+        if name.startswith(prefixes) or (mode == ENCODER_LORA and is_adapter_parameter(name))
+    ]
 
 
 def interactive_loss(
@@ -193,6 +204,17 @@ def train(
     """
     config = config or FinetuneConfig()
     config.check()
+    if config.train == ENCODER_LORA:
+        if not isinstance(engine.model, Sam):
+            raise FinetuneError(
+                "--train encoder-lora adapts SAM's ViT encoder; SAM 2's Hiera encoder has no "
+                "adapters yet: use --train prompt-decoder or decoder with SAM 2 models."
+            )
+        if engine.device.type == "cpu":
+            logger.warning(
+                "--train encoder-lora runs the image encoder forward and backward on every step: "
+                "a GPU is recommended (on a CPU keep --batch-size small)."
+            )
     check_dataset(images)
     train_images, val_images = split_by_image(images, config.val_fraction, config.seed)
     out_dir = Path(out_dir)  # created by the first save, once the data is usable
@@ -313,8 +335,13 @@ class _Run:
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", disable=not self.show_progress)
         for batch in bar:
             self._check_stop(total / steps if steps else None, steps)
-            features, targets = data.batch([objects[i] for i in batch])
+            chosen = [objects[i] for i in batch]
             with torch.enable_grad():
+                if self.config.train == ENCODER_LORA:  # the adapted encoder runs every step
+                    pixels, rows = data.pixel_batch(chosen)
+                    features, targets = self.model.encode_image(pixels)[rows], data.targets(chosen)
+                else:
+                    features, targets = data.batch(chosen)
                 loss = interactive_loss(
                     self.model, features, targets, self.config.corrections, self.generator
                 )
@@ -338,7 +365,8 @@ class _Run:
                 type(self.engine)(self.model, self.engine.source, family=self.engine.family),
                 images,
                 max_clicks=self.config.val_max_clicks,
-                disk_cache=self.disk_cache,
+                # The cached embeddings are the original encoder's, not the adapted one's.
+                disk_cache=None if self.config.train == ENCODER_LORA else self.disk_cache,
                 progress=lambda done, _: self.progress(Progress("validate", epoch, done, total)),
             )
         return result.overall

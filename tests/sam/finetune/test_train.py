@@ -146,7 +146,7 @@ def test_bad_dataset_is_refused_before_training(tiny_checkpoint, dataset, tmp_pa
     with pytest.raises(DatasetError, match="cannot be read"):
         train(engine, moved + images[1:], tmp_path / "bad", QUICK)
     with pytest.raises(FinetuneError, match="encoder-lora"):
-        train(engine, images, tmp_path / "mode", FinetuneConfig(train="encoder-lora"))
+        train(engine, images, tmp_path / "mode", FinetuneConfig(train="encoder-full"))
     assert not any((tmp_path / name).exists() for name in ("one", "bad", "mode"))
 
 
