@@ -131,13 +131,13 @@ def _use_matmul_attention(query: torch.Tensor) -> bool:
     return query.device.type == "cpu"
 
 
-def score_blocks(
-    groups: int, tokens: int, element_size: int, max_bytes: int, keys: int | None = None
+def _score_blocks(
+    groups: int, tokens: int, element_size: int, max_bytes: int
 ) -> Iterator[tuple[slice, slice]]:
-    """(group, query) slices whose ``(groups, queries, keys)`` scores fit in ``max_bytes``:
+    """(group, query) slices whose ``(groups, queries, tokens)`` scores fit in ``max_bytes``:
     whole groups (batch x heads) while one fits, else query ranges of one group (at least one
-    query). ``tokens`` queries per group; as many keys unless ``keys`` says otherwise."""
-    row_bytes = (tokens if keys is None else keys) * element_size
+    query)."""
+    row_bytes = tokens * element_size
     group_bytes = tokens * row_bytes
     if group_bytes <= max_bytes:
         group_step, query_step = max_bytes // group_bytes, tokens
@@ -222,7 +222,7 @@ def _attention_from_matmuls(
     if head_dim % 16:
         value = F.pad(value, (0, -head_dim % 16))
     out = value.new_empty(groups, tokens, value.shape[-1])
-    for g, q in score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES):
+    for g, q in _score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES):
         if fold:
             scores = torch.bmm(query[g, q], key_t[g])
         else:

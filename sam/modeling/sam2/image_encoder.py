@@ -13,12 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import activation, linear
-from ..image_encoder import score_blocks
 from .config import HieraConfig, Sam2VisionConfig
-
-# Upper bound on the bytes of one block of attention scores on the CPU path (built from
-# matmuls): the q·kᵀ product, its softmax and the ·v product of a block stay in cache.
-_SCORES_CHUNK_BYTES = 8 * 2**20
 
 
 class HieraMLP(nn.Module):
@@ -45,32 +40,6 @@ def _pool(x: torch.Tensor, stride: tuple[int, int] | None) -> torch.Tensor:
     return F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(
         0, 2, 3, 1
     )
-
-
-def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Softmax attention: ``(B, heads, Tq, d)`` queries, ``(B, heads, Tk, d)`` keys and values
-    -> ``(B, heads, Tq, d)``, in the queries' dtype.
-
-    On the CPU without autograd, from plain matmuls over blocks of queries whose scores fit in
-    ``_SCORES_CHUNK_BYTES``: PyTorch's CPU flash-attention kernel is slower at Hiera's shapes
-    (bench/README.md, SAM 2.1 section). Elsewhere, and for training, the fused SDPA kernel.
-    """
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-    if query.device.type != "cpu" or grad:
-        return F.scaled_dot_product_attention(query, key, value)
-    batch, heads, tokens, head_dim = query.shape
-    keys, groups = key.shape[2], batch * heads
-    # One pass makes the (strided) queries contiguous and scaled.
-    scaled = torch.mul(query, head_dim**-0.5, out=query.new_empty(query.shape))
-    query = scaled.view(groups, tokens, head_dim)
-    key_t = key.reshape(groups, keys, head_dim).transpose(1, 2)
-    value = value.reshape(groups, keys, head_dim)
-    out = query.new_empty(groups, tokens, head_dim)
-    blocks = score_blocks(groups, tokens, query.element_size(), _SCORES_CHUNK_BYTES, keys)
-    for g, q in blocks:
-        probs = torch.softmax(torch.bmm(query[g, q], key_t[g]), dim=-1)
-        torch.bmm(probs, value[g], out=out[g, q])
-    return out.view(batch, heads, tokens, head_dim)
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -119,7 +88,11 @@ class MultiScaleAttention(nn.Module):
             q = _pool(q.reshape(batch, height, width, -1), self.query_stride)
             height, width = q.shape[1:3]
             q = q.reshape(batch, height * width, heads, -1)
-        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        # PyTorch's fused kernel: blocked matmuls (SAM 1's CPU path) were slower here at 2
+        # threads (bench/README.md, SAM 2.1 section).
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        )
         out = out.transpose(1, 2).reshape(batch, height, width, -1)
         return linear(out, self.proj.weight, self.proj.bias)
 
