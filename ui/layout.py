@@ -454,7 +454,9 @@ def build_demo(
         family_inputs = [auto[name] for name in FAMILY_SETTINGS]
         model_btn.click(wire(h.on_model_change), [state, model_choice, *family_inputs], **private)
         if training is not None:
-            training.wire(demo, state, model_choice, wire(h.on_model_change), private)
+            training.wire(
+                demo, state, model_choice, wire(h.on_model_change), family_inputs, private
+            )
 
         # The HTTP API: an endpoint of its own (no page components), typed by ui/endpoint.py.
         gr.api(

@@ -55,7 +55,8 @@ class JobState:
     ``"validate"``, and at the end ``"finished"``, ``"stopped"`` (the Stop button or closing
     the app) or ``"failed"``. ``done``/``total`` count images, steps of the epoch, or held-out
     objects. ``name``: the output folder's name (what the Model box loads); ``started``:
-    ``time.time()`` at the start; ``clock_start``: the monotonic clock then.
+    ``time.time()`` at the start; ``clock_start``: the monotonic clock then; ``out_dir``:
+    where the run writes (its curves.png appears there after each epoch).
     """
 
     name: str
@@ -75,6 +76,7 @@ class JobState:
     stop_requested: bool = False
     result: FinetuneResult | None = None
     error: str = ""
+    out_dir: Path | None = None
 
     @property
     def running(self) -> bool:
@@ -82,10 +84,11 @@ class JobState:
 
     @property
     def curves(self) -> Path | None:
-        """The run's curves.png, once the trainer has written it (at the end of the run)."""
-        if self.result is None:
+        """The run's curves.png, once the trainer has drawn it (after each epoch, and at the
+        end of the run)."""
+        if self.out_dir is None:
             return None
-        path = self.result.out_dir / "curves.png"
+        path = self.out_dir / "curves.png"
         return path if path.is_file() else None
 
 
@@ -195,6 +198,7 @@ class TrainingJobs:
                 n_objects=count_objects(images),
                 started=started,
                 clock_start=time.monotonic(),
+                out_dir=out_dir,
             )
             self._thread = threading.Thread(
                 target=self._run,

@@ -9,6 +9,7 @@ import atexit
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -171,7 +172,11 @@ class TrainingPanel:
                 "Use this model", size="sm", elem_id="sam-train-use", interactive=False
             )
         self.timer = gr.Timer(POLL_SECONDS, active=False)
+        # Which drawing of the curves this tab shows (its file's mtime; 0: none), so a poll
+        # sends the picture only when the trainer has redrawn it after an epoch.
+        self.curves_shown = gr.State(0)
         self.outputs = [
+            self.curves_shown,
             self.status,
             self.metrics,
             self.curves,
@@ -187,23 +192,27 @@ class TrainingPanel:
         session: gr.State,
         model_choice: gr.Dropdown,
         load_model: Callable[..., Any],
+        settings: list[Any],
         options: dict[str, Any],
     ) -> None:
         """Connect the panel: ``load_model`` is the page's Model-box handler (the session's
-        ``gr.State`` and the box in, the page's outputs out as ``options`` names them)."""
+        ``gr.State``, the box and the Segment everything ``settings`` in, the page's outputs
+        out as ``options`` names them)."""
         mine = {**options, "outputs": self.outputs}
-        demo.load(self.on_refresh, [], **mine)
+        demo.load(self.on_refresh, [self.curves_shown], **mine)
         demo.load(self.on_list_models, [], **{**options, "outputs": [model_choice]})
-        self.timer.tick(self.on_refresh, [], **mine)
-        self.start_btn.click(self.on_start, [session, self.mode, self.minutes, self.epochs], **mine)
-        self.stop_btn.click(self.on_stop, [], **mine)
+        self.timer.tick(self.on_refresh, [self.curves_shown], **mine)
+        start_inputs = [session, self.mode, self.minutes, self.epochs, self.curves_shown]
+        self.start_btn.click(self.on_start, start_inputs, **mine)
+        self.stop_btn.click(self.on_stop, [self.curves_shown], **mine)
         # The trained folder goes into the Model box, then the box's own handler loads it.
         self.use_btn.click(self.on_use, [], **{**options, "outputs": [model_choice]}).success(
-            load_model, [session, model_choice], **options
+            load_model, [session, model_choice, *settings], **options
         )
         demo.sam_training = self  # type: ignore[attr-defined]  # for tests
 
-    def view(self, note: str = "") -> dict[Any, Any]:
+    def view(self, shown: int, note: str = "") -> dict[Any, Any]:
+        """The panel for a tab that shows drawing ``shown`` of the curves."""
         state = self.jobs.state()
         running = state is not None and state.running
         result = state.result if state is not None else None
@@ -215,19 +224,24 @@ class TrainingPanel:
             self.use_btn: gr.update(interactive=result is not None),
             self.timer: gr.Timer(active=running),
         }
-        # The picture is sent once the run is over (the trainer draws it then), not per poll.
-        if not running:
-            curves = state.curves if state is not None else None
+        curves, drawing = _curves_drawing(state)
+        if drawing != shown:
+            view[self.curves_shown] = drawing
             view[self.curves] = gr.update(
                 value=_read_image(curves) if curves else None, visible=curves is not None
             )
         return view
 
-    def on_refresh(self) -> dict[Any, Any]:
-        return self.view()
+    def on_refresh(self, shown: int) -> dict[Any, Any]:
+        return self.view(shown)
 
     def on_start(
-        self, session: Session | None, mode: str, minutes: float | None, epochs: float | None
+        self,
+        session: Session | None,
+        mode: str,
+        minutes: float | None,
+        epochs: float | None,
+        shown: int,
     ) -> dict[Any, Any]:
         source = session.model_source if isinstance(session, Session) else None
         try:
@@ -246,17 +260,17 @@ class TrainingPanel:
                 raise TrainingError("Give at least 1 epoch.")
             self.jobs.start(engine, self.manager.name(source), mode, minutes, int(epochs))
         except SamError as exc:
-            return self.view(without_paths(str(exc)))
+            return self.view(shown, without_paths(str(exc)))
         except Exception:
-            return self.view(unexpected_failure("Starting training"))
-        return self.view()
+            return self.view(shown, unexpected_failure("Starting training"))
+        return self.view(shown)
 
-    def on_stop(self) -> dict[Any, Any]:
+    def on_stop(self, shown: int) -> dict[Any, Any]:
         try:
             self.jobs.stop()
         except TrainingError as exc:
-            return self.view(str(exc))
-        return self.view()
+            return self.view(shown, str(exc))
+        return self.view(shown)
 
     def on_list_models(self) -> dict[str, Any]:
         """The Model box's list with the project's trained models (those of earlier runs
@@ -269,6 +283,15 @@ class TrainingPanel:
         if state is None or state.result is None or not state.result.out_dir.is_dir():
             raise gr.Error("There is no trained model yet: start training first.")
         return {**self.on_list_models(), "value": state.name}
+
+
+def _curves_drawing(state: JobState | None) -> tuple[Path | None, int]:
+    """The run's curves.png and which drawing it is (its mtime in ns; 0 when there is none)."""
+    curves = state.curves if state is not None else None
+    try:
+        return (curves, curves.stat().st_mtime_ns) if curves else (None, 0)
+    except OSError:  # a failed run's folder was just removed
+        return None, 0
 
 
 def _read_image(path: Any) -> Image.Image:

@@ -69,4 +69,7 @@ def draw_curves(history: Sequence[EpochRecord], path: str | Path, max_clicks: in
         "NoC@90": [(r.epoch, r.val.noc90) for r in history],
     }
     _panel(draw, 2 * _PANEL[0], "held-out NoC (clicks)", noc, (0.0, float(max_clicks)), x_max)
-    image.save(path)
+    # Redrawn after every epoch while a page may be reading it: never show a half-written file.
+    partial = path.with_name(f".{path.name}.partial")
+    image.save(partial, format="PNG")
+    partial.replace(path)

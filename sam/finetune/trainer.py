@@ -290,6 +290,8 @@ class _Run:
                     if validation_score(record.val) > validation_score(best.val):
                         best = record
                         save_model(self.model, out_dir)
+                    # The curves grow as the run goes, so a page can show them after each epoch.
+                    draw_curves(history, out_dir / "curves.png", self.config.val_max_clicks)
                 logger.info("epoch %d: loss %s, validation %s", epoch, loss, history[-1].val)
                 if stopped_by != "epochs":
                     break

@@ -168,7 +168,7 @@ def test_the_panel_says_why_it_cannot_start_without_a_model(project, tmp_path):
     manager = ModelManager(str(tmp_path / "missing-model"), device="cpu")
     demo = build_demo(manager, media_dir=tmp_path / "media", project=project)
     panel = demo.sam_training  # type: ignore[attr-defined]
-    view = panel.on_start(Session(), "prompt-decoder", 10, 1)
+    view = panel.on_start(Session(), "prompt-decoder", 10, 1, 0)
     status = view[panel.status]
     assert "No model is loaded" in status and str(tmp_path) not in status
     assert panel.jobs.state() is None
@@ -177,8 +177,38 @@ def test_the_panel_says_why_it_cannot_start_without_a_model(project, tmp_path):
 def test_the_panel_refuses_a_zero_time_budget(project, manager, tmp_path):
     demo = build_demo(manager, media_dir=tmp_path / "media", project=project)
     panel = demo.sam_training  # type: ignore[attr-defined]
-    view = panel.on_start(Session(), "prompt-decoder", 0, 1)
+    view = panel.on_start(Session(), "prompt-decoder", 0, 1, 0)
     assert "more than 0 minutes" in view[panel.status] and panel.jobs.state() is None
+
+
+def test_the_panel_sends_the_curves_once_per_drawing(project, manager, tmp_path):
+    demo = build_demo(manager, media_dir=tmp_path / "media", project=project)
+    panel = demo.sam_training  # type: ignore[attr-defined]
+    panel.jobs = TrainingJobs.for_project(project, base=QUICK)
+    try:
+        assert panel.curves not in panel.on_refresh(0)  # nothing drawn, nothing shown
+        panel.jobs.start(engine(manager), "tiny", "prompt-decoder", minutes=10, epochs=1)
+        state = panel.jobs.wait(timeout=600)
+        assert state is not None and state.phase == "finished"
+        view = panel.on_refresh(0)
+        drawing = view[panel.curves_shown]
+        assert drawing and view[panel.curves]["value"].size[0] > 0
+        assert view[panel.curves]["visible"] is True
+        # The tab shows that drawing now: later polls do not send the picture again.
+        assert panel.curves not in panel.on_refresh(drawing)
+    finally:
+        panel.jobs.close()
+        shutil.rmtree(panel.jobs.models_root, ignore_errors=True)
+
+
+def test_the_curves_are_found_while_the_run_goes_on(tmp_path):
+    """The trainer redraws curves.png after each epoch; the state finds it before any result."""
+    state = JobState("run", "tiny", "decoder", 10, 3, 2, 4, 0.0, 0.0, phase="train", epoch=2)
+    assert state.curves is None
+    state = replace(state, out_dir=tmp_path)
+    assert state.curves is None
+    (tmp_path / "curves.png").write_bytes(b"png")
+    assert state.curves == tmp_path / "curves.png" and state.result is None
 
 
 def test_modes_the_trainer_refuses_are_listed_with_its_reason():

@@ -116,6 +116,28 @@ def test_stop_event_keeps_the_best_checkpoint_and_leaves_the_model_alone(
     assert load_model(tmp_path / "out", device="cpu") is not None
 
 
+def test_curves_are_drawn_after_each_epoch_while_the_run_goes_on(
+    tiny_checkpoint, dataset, tmp_path
+):
+    """A page polling the run shows the curves as soon as epoch 1 is measured."""
+    stop = threading.Event()
+    seen = []
+
+    def progress(event):
+        if event.phase == "train" and event.epoch == 2 and not seen:
+            curves = tmp_path / "out" / "curves.png"
+            seen.append(curves.is_file() and Image.open(curves).size)
+            stop.set()
+
+    engine = load_model(tiny_checkpoint, device="cpu")
+    result = train(
+        engine, read_coco(*dataset), tmp_path / "out", QUICK, progress=progress, stop=stop
+    )
+    assert result.stopped_by == "stop"
+    assert seen and seen[0] and seen[0][0] > 0
+    assert not list((tmp_path / "out").glob(".*partial"))
+
+
 def test_ctrl_c_keeps_the_starting_checkpoint(tiny_checkpoint, dataset, tmp_path):
     def progress(event):
         if event.phase == "train":
