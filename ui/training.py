@@ -26,7 +26,14 @@ from sam.dataset.samples import read_store
 from sam.engine import SamEngine
 from sam.errors import FinetuneError, SamError
 from sam.evaluation import AnnotatedImage
-from sam.finetune import TRAINABLE_PREFIXES, FinetuneConfig, FinetuneResult, Progress, train
+from sam.finetune import (
+    TRAINABLE_PREFIXES,
+    FinetuneConfig,
+    FinetuneResult,
+    Progress,
+    check_engine,
+    train,
+)
 
 from .errors import TrainingError
 from .events import unexpected_failure
@@ -171,10 +178,11 @@ class TrainingJobs:
 
         Raises:
             TrainingError: a job is running, or too few images are annotated.
-            FinetuneError: settings no run can use (an unknown mode, zero epochs, ...).
+            FinetuneError: settings no run can use (an unknown mode, zero epochs,
+                encoder-lora on a SAM 2 model, ...).
         """
         config = replace(self.base, train=mode, epochs=int(epochs), max_minutes=float(minutes))
-        config.check()
+        check_engine(engine, config)
         with self._lock:
             if self._state is not None and self._state.running:
                 raise TrainingError(f"{describe(self._state)} Stop it or wait until it ends.")

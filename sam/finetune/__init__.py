@@ -13,7 +13,7 @@
 
 from .config import TRAINABLE_PREFIXES, FinetuneConfig
 from .save import save_model
-from .trainer import EpochRecord, FinetuneResult, Progress, train
+from .trainer import EpochRecord, FinetuneResult, Progress, check_engine, train
 
 __all__ = [
     "TRAINABLE_PREFIXES",
@@ -21,6 +21,7 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "Progress",
+    "check_engine",
     "save_model",
     "train",
 ]

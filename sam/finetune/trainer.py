@@ -203,18 +203,12 @@ def train(
         FinetuneError: the settings are.
     """
     config = config or FinetuneConfig()
-    config.check()
-    if config.train == ENCODER_LORA:
-        if not isinstance(engine.model, Sam):
-            raise FinetuneError(
-                "--train encoder-lora adapts SAM's ViT encoder; SAM 2's Hiera encoder has no "
-                "adapters yet: use --train prompt-decoder or decoder with SAM 2 models."
-            )
-        if engine.device.type == "cpu":
-            logger.warning(
-                "--train encoder-lora runs the image encoder forward and backward on every step: "
-                "a GPU is recommended (on a CPU keep --batch-size small)."
-            )
+    check_engine(engine, config)
+    if config.train == ENCODER_LORA and engine.device.type == "cpu":
+        logger.warning(
+            "--train encoder-lora runs the image encoder forward and backward on every step: "
+            "a GPU is recommended (on a CPU keep --batch-size small)."
+        )
     check_dataset(images)
     train_images, val_images = split_by_image(images, config.val_fraction, config.seed)
     out_dir = Path(out_dir)  # created by the first save, once the data is usable
@@ -222,6 +216,17 @@ def train(
         disk_cache = EmbeddingDiskCache(cache_dir or scratch, engine)
         run = _Run(engine, config, disk_cache, progress, stop, show_progress)
         return run.fit(train_images, val_images, out_dir)
+
+
+def check_engine(engine: SamEngine, config: FinetuneConfig) -> None:
+    """Raise :class:`FinetuneError` when ``config`` cannot train ``engine``'s model (checked
+    before any work, so a UI can refuse at once)."""
+    config.check()
+    if config.train == ENCODER_LORA and not isinstance(engine.model, Sam):
+        raise FinetuneError(
+            "encoder-lora adapts SAM's ViT encoder; SAM 2's Hiera encoder has no adapters "
+            "yet: train prompt-decoder or decoder with SAM 2 models."
+        )
 
 
 class _Run:

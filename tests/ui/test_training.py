@@ -137,6 +137,15 @@ def test_settings_no_run_can_use_are_refused_before_anything_starts(jobs, manage
     assert jobs.state() is None
 
 
+def test_encoder_lora_on_a_sam2_model_is_refused_at_start_with_the_reason(
+    jobs, tiny_sam2_checkpoint
+):
+    sam2 = load_model(tiny_sam2_checkpoint, device="cpu")
+    with pytest.raises(FinetuneError, match="SAM 2.*prompt-decoder or decoder"):
+        jobs.start(sam2, "tiny SAM 2", "encoder-lora", 10, 1)
+    assert jobs.state() is None and not jobs.models_root.exists()
+
+
 def test_a_bad_image_fails_the_run_with_a_message_and_no_folder(tmp_path, manager):
     project = make_project(tmp_path, n_images=2, annotated=2)
     try:
