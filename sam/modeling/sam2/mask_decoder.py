@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import FeedForward, LayerNorm2d
-from ..mask_decoder import DecoderImage, MaskDecoder
+from ..mask_decoder import DecoderImage, MaskDecoder, _transposed_conv_2x2
 from ..transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 from .config import Sam2MaskDecoderConfig
 
@@ -125,18 +125,45 @@ class Sam2MaskDecoder(MaskDecoder):
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse.to(output_tokens)], dim=1)
         queries, keys = self.transformer(tokens, image.keys, key_pe, image.first_key_value)
 
-        height, width = image.size
-        x = keys.transpose(1, 2).reshape(batch, -1, height, width)
-        feat_s0, feat_s1 = (f.to(x.dtype) for f in high_res)
-        x = F.gelu(self.upscale_layer_norm(self.upscale_conv1(x) + feat_s1))
-        x = F.gelu(self.upscale_conv2(x) + feat_s0)
         hyper_in = torch.stack(
             [mlp(queries[:, 2 + i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )
-        masks = (hyper_in @ x.flatten(2)).view(batch, -1, x.shape[2], x.shape[3])
+        masks = self._masks(keys, hyper_in, image.size, high_res)
         iou = torch.sigmoid(self.iou_prediction_head(queries[:, 1]))
         return masks, iou, self.pred_obj_score_head(queries[:, 0])
+
+    def _masks(  # type: ignore[override]
+        self,
+        keys: torch.Tensor,
+        hyper_in: torch.Tensor,
+        size: tuple[int, int],
+        high_res: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """SAM's :meth:`MaskDecoder._masks` (the transposed convolutions as matmuls on pixel
+        rows kept in 2x2-block order, the masks shuffled back at the end), with the
+        high-resolution maps ``(1 or B, C/4, 2h, 2w)`` and ``(1 or B, C/8, 4h, 4w)`` read in that
+        block order and added before the LayerNorm and the second GELU:
+        ``(B, h*w, C)``, ``(B, K, C/8)`` -> ``(B, K, 4h, 4w)``."""
+        batch = keys.shape[0]
+        height, width = size
+        feat_s0, feat_s1 = high_res
+        norm = self.upscale_layer_norm
+        x = _transposed_conv_2x2(keys.reshape(-1, keys.shape[-1]), self.upscale_conv1)
+        # rows (b, i, j, di, dj): map pixel (2i + di, 2j + dj)
+        c1 = feat_s1.shape[1]
+        s1 = feat_s1.view(-1, c1, height, 2, width, 2).permute(0, 2, 4, 3, 5, 1)
+        x = x.view(batch, height, width, 2, 2, c1) + s1.to(x.dtype)
+        x = F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+        x = _transposed_conv_2x2(x.view(-1, c1), self.upscale_conv2)
+        # rows (b, i, j, di, dj, ei, ej): map pixel (4i + 2di + ei, 4j + 2dj + ej)
+        c0 = feat_s0.shape[1]
+        s0 = feat_s0.view(-1, c0, height, 2, 2, width, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+        x = F.gelu(x.view(batch, height, width, 2, 2, 2, 2, c0) + s0.to(x.dtype))
+        masks = hyper_in @ x.view(batch, -1, c0).transpose(1, 2)  # (B, K, h*w*16)
+        k = hyper_in.shape[1]
+        masks = masks.view(batch, k, height, width, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return masks.reshape(batch, k, 4 * height, 4 * width)
 
     def dynamic_multimask(
         self, masks: torch.Tensor, iou: torch.Tensor

@@ -146,6 +146,27 @@ def test_training_path_matches_inference_and_backpropagates(tiny_hf_sam2):
     assert all(p.grad.isfinite().all() for p in ours.vision_encoder.parameters())
 
 
+def test_decoder_training_path_matches_inference_and_backpropagates(encoded):
+    """The decoder's upscaling shortcut (transposed convolutions as oneDNN matmuls in 2x2-block
+    order, the high-resolution maps read in that order) equals its autograd path, for a batch of
+    prompts on one image, and gradients reach the upscaling weights and the high-res maps."""
+    ours, features, _ = encoded
+    points = torch.tensor([POINTS[:2], POINTS[1:]])
+    labels = torch.tensor([[1, 0], [1, 1]])
+    with torch.inference_mode():
+        fast = ours.decode(features, points, labels, object_score=True)
+    high_res = [f.clone().requires_grad_() for f in features[:2]]
+    trained = ours.decode((*high_res, features[2]), points, labels, object_score=True)
+    for got, want in zip(trained, fast, strict=True):
+        torch.testing.assert_close(got.detach(), want, atol=ATOL, rtol=0)
+    ours.zero_grad()
+    trained[0].square().mean().backward()
+    decoder = ours.mask_decoder
+    for module in (decoder.upscale_conv1, decoder.upscale_conv2, decoder.upscale_layer_norm):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    assert all(f.grad.abs().sum() > 0 for f in high_res)
+
+
 @pytest.mark.slow
 def test_hiera_tiny_dims_match_transformers():
     hf = random_hf_sam2(HIERA_TINY_DIMS, seed=4)
