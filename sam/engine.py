@@ -205,6 +205,27 @@ class Sam2Engine(SamEngine):
     coordinates scale per axis, and low-res logits go straight to the image size."""
 
     model: Sam2
+    #: the Hiera positional embedding, per weights and input size (one map: C x 256 x 256
+    #: floats, 25 MiB for Hiera-Tiny at fp32)
+    _hiera_pe_memo: tuple[tuple, torch.Tensor] | None = None
+
+    def encode_image(self, pixel_values: torch.Tensor) -> Features:
+        """``(B, 3, 1024, 1024)`` normalised pixels -> the three feature maps
+        (:data:`sam.modeling.sam2.Sam2Features`), reusing the backbone's positional embedding
+        (a bicubic interpolation of the weights) from the last encode at this size."""
+        return self.model.encode_image(pixel_values, self._hiera_pos_embed(pixel_values))
+
+    def _hiera_pos_embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        backbone = self.model.vision_encoder.backbone
+        size = (pixel_values.shape[2], pixel_values.shape[3])
+        params = (backbone.pos_embed, backbone.pos_embed_window)
+        key = (size, *((p.device, p.dtype, p.data_ptr(), _version(p)) for p in params))
+        memo = self._hiera_pe_memo
+        if memo is None or memo[0] != key:
+            with torch.inference_mode():
+                memo = (key, backbone.position_embedding(size))
+            self._hiera_pe_memo = memo
+        return memo[1]
 
     def _default_family(self) -> str:
         from .sam2_checkpoint import size_name

@@ -214,3 +214,25 @@ def test_mask_prompt_follows_the_square_geometry(engine, tiny_checkpoint):
     sam = load_model(tiny_checkpoint, device="cpu").mask_prompt(mask)
     rows, cols = np.nonzero(sam[0] > 0)
     assert (rows.min(), cols.min(), rows.max()) == (64, 128, 127)
+
+
+def test_encode_reuses_the_position_embedding_until_the_weights_change(tiny_sam2_checkpoint):
+    """The engine keeps the backbone's interpolated positional embedding between encodes; a
+    new one is computed when the weights behind it change (here: loaded in place)."""
+    engine = load_model(tiny_sam2_checkpoint, device="cpu")
+    pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        first = engine.encode_image(pixels)
+        again = engine.encode_image(pixels)
+        direct = engine.model.encode_image(pixels)
+    for got, want in zip(again, direct, strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    backbone = engine.model.vision_encoder.backbone
+    with torch.no_grad():
+        backbone.pos_embed.copy_(torch.randn_like(backbone.pos_embed))
+    with torch.inference_mode():
+        changed = engine.encode_image(pixels)
+        direct = engine.model.encode_image(pixels)
+    for got, want, before in zip(changed, direct, first, strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+        assert not torch.allclose(got, before, atol=ATOL)

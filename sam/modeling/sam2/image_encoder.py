@@ -153,8 +153,21 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> channels-last ``(B, H/4, W/4, C)``."""
+        """``(B, 3, H, W)`` -> channels-last ``(B, H/4, W/4, C)``, contiguous: the convolution
+        runs on channels-last pixels, so the permute is free and the first LayerNorm reads
+        the map in place (on an NCHW conv output both cost a copy, and the conv is slower)."""
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.projection(pixels).permute(0, 2, 3, 1)
+
+    def grid_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """The ``(H', W')`` token grid of a ``(H, W)`` input."""
+        conv = self.projection
+        return tuple(  # type: ignore[return-value]
+            (size + 2 * pad - kernel) // stride + 1
+            for size, pad, kernel, stride in zip(
+                image_size, conv.padding, conv.kernel_size, conv.stride, strict=True
+            )
+        )
 
 
 class Hiera(nn.Module):
@@ -177,18 +190,28 @@ class Hiera(nn.Module):
                 index += 1
         self.blocks = nn.ModuleList(blocks)
 
-    def _pos_embed(self, height: int, width: int) -> torch.Tensor:
-        """``(1, H, W, C)`` positional embedding of a ``H x W`` grid."""
+    def position_embedding(self, image_size: tuple[int, int]) -> torch.Tensor:
+        """The contiguous ``(1, H', W', C)`` positional embedding of a ``(H, W)`` input's token
+        grid. It depends on the weights alone: the engine computes it once (the bicubic
+        interpolation is not cheap) and passes it to :meth:`forward`."""
+        height, width = self.patch_embed.grid_size(image_size)
         pos = F.interpolate(self.pos_embed, size=(height, width), mode="bicubic")
         window = self.pos_embed_window
         pos = pos + window.tile(1, 1, height // window.shape[2], width // window.shape[3])
-        return pos.permute(0, 2, 3, 1)
+        return pos.permute(0, 2, 3, 1).contiguous()
 
-    def forward(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, pixels: torch.Tensor, pos_embed: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """``(B, 3, 1024, 1024)`` -> each stage's last output, channels-last, high res first:
-        ``(B, 256, 256, C0)``, ``(B, 128, 128, C1)``, ``(B, 64, 64, C2)``, ``(B, 32, 32, C3)``."""
+        ``(B, 256, 256, C0)``, ``(B, 128, 128, C1)``, ``(B, 64, 64, C2)``, ``(B, 32, 32, C3)``.
+
+        ``pos_embed``: :meth:`position_embedding` of this input size, computed earlier.
+        """
         x = self.patch_embed(pixels)
-        x = x + self._pos_embed(x.shape[1], x.shape[2]).to(x.dtype)
+        if pos_embed is None:
+            pos_embed = self.position_embedding((pixels.shape[2], pixels.shape[3]))
+        x = x + pos_embed.to(x.dtype)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -250,6 +273,9 @@ class Sam2VisionEncoder(nn.Module):
         self.backbone = Hiera(config.backbone_config)
         self.neck = FpnNeck(config)
 
-    def forward(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        """``(B, 3, 1024, 1024)`` -> ``[(B, C, 256, 256), (B, C, 128, 128), (B, C, 64, 64)]``."""
-        return self.neck(self.backbone(pixels))[: self.num_feature_levels]
+    def forward(
+        self, pixels: torch.Tensor, pos_embed: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """``(B, 3, 1024, 1024)`` -> ``[(B, C, 256, 256), (B, C, 128, 128), (B, C, 64, 64)]``;
+        ``pos_embed`` as for :meth:`Hiera.forward`."""
+        return self.neck(self.backbone(pixels, pos_embed))[: self.num_feature_levels]

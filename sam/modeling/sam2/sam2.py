@@ -65,12 +65,16 @@ class Sam2(nn.Module):
             features, points, labels, boxes, mask_input, multimask_output, object_score=True
         )
 
-    def encode_image(self, pixel_values: torch.Tensor) -> Sam2Features:
+    def encode_image(
+        self, pixel_values: torch.Tensor, pos_embed: torch.Tensor | None = None
+    ) -> Sam2Features:
         """``(B, 3, 1024, 1024)`` normalised pixels -> :data:`Sam2Features` in the encoder's
-        dtype."""
+        dtype. ``pos_embed``: the backbone's :meth:`~Hiera.position_embedding` for this input
+        size when the caller keeps it (else computed here)."""
         weight = self.vision_encoder.backbone.patch_embed.projection.weight
         dtype = weight.dtype
-        high, mid, low = self.vision_encoder(pixel_values.to(device=weight.device, dtype=dtype))
+        pixels = pixel_values.to(device=weight.device, dtype=dtype)
+        high, mid, low = self.vision_encoder(pixels, pos_embed)
         decoder = self.mask_decoder
         param = decoder.conv_s0.weight
         feat_s0 = decoder.conv_s0(high.to(param.dtype)).to(dtype)
