@@ -220,7 +220,7 @@ class Hiera(nn.Module):
         return outputs
 
 
-def _lateral(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def conv_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv`` on a channels-last ``(B, H, W, C)`` map -> ``(B, C', H, W)``. A 1x1 convolution
     (every released config's) is a linear layer over the channels: run on the map as it is, it
     needs no permuted copy and no convolution kernel (the output is a channels-last view)."""
@@ -255,7 +255,7 @@ class FpnNeck(nn.Module):
         outputs: list[torch.Tensor] = []
         previous: torch.Tensor | None = None
         for i in range(last, -1, -1):
-            lateral = _lateral(self.convs[last - i], stages[i])
+            lateral = conv_channels_last(self.convs[last - i], stages[i])
             if i in self.fpn_top_down_levels and i != last and previous is not None:
                 top_down = F.interpolate(previous.float(), scale_factor=2.0, mode="nearest")
                 lateral = lateral + top_down.to(lateral.dtype)

@@ -9,7 +9,7 @@ from ..mask_decoder import DecoderImage
 from ..prompt_encoder import PositionalEmbedding
 from ..sam import decoder_inputs
 from .config import Sam2Config, Sam2PreprocessConfig
-from .image_encoder import Sam2VisionEncoder
+from .image_encoder import Sam2VisionEncoder, conv_channels_last
 from .mask_decoder import Sam2MaskDecoder
 from .prompt_encoder import Sam2PromptEncoder
 
@@ -77,8 +77,11 @@ class Sam2(nn.Module):
         high, mid, low = self.vision_encoder(pixels, pos_embed)
         decoder = self.mask_decoder
         param = decoder.conv_s0.weight
-        feat_s0 = decoder.conv_s0(high.to(param.dtype)).to(dtype)
-        feat_s1 = decoder.conv_s1(mid.to(param.dtype)).to(dtype)
+        # The neck's maps are channels-last (B, C, H, W) views: the 1x1 convolutions run as
+        # linear layers on them, as in the neck.
+        feat_s0 = conv_channels_last(decoder.conv_s0, high.to(param.dtype).permute(0, 2, 3, 1))
+        feat_s1 = conv_channels_last(decoder.conv_s1, mid.to(param.dtype).permute(0, 2, 3, 1))
+        feat_s0, feat_s1 = feat_s0.to(dtype), feat_s1.to(dtype)
         embedding = low + self.no_memory_embedding.reshape(1, -1, 1, 1).to(dtype)
         return feat_s0, feat_s1, embedding
 
