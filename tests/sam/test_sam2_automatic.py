@@ -42,7 +42,9 @@ def test_proposals_are_the_engines_candidates(sam2, photos):
         masks, scores, _ = predictor.predict(
             point_coords=np.array([p.point]), point_labels=np.array([1]), multimask_output=True
         )
-        same = [i for i, m in enumerate(masks) if np.array_equal(m, p.segmentation)]
+        # The generator decodes its points as one batch, the predictor one point: float noise
+        # may flip a pixel whose logit is ~0 (1 of 2.16 M seen), never a real difference.
+        same = [i for i, m in enumerate(masks) if (m != p.segmentation).mean() < 1e-5]
         assert same, "a proposal is none of its point's candidates"
         assert any(abs(scores[i] - p.predicted_iou) < 1e-4 for i in same)
 
