@@ -164,7 +164,7 @@ def build_demo(
                     with gr.Row(elem_id="sam-nav"):
                         prev_btn = gr.Button("◀ Prev", elem_id="sam-prev", size="sm", min_width=0)
                         project_parts["done_btn"] = gr.Button(
-                            "✓ Mark done (Shift+D)", elem_id="sam-done", size="sm",
+                            "✓ Done (Shift+D)", elem_id="sam-done", size="sm",
                             variant="primary", min_width=0, scale=2,
                         )  # fmt: skip
                         next_btn = gr.Button("Next ▶", elem_id="sam-next", size="sm", min_width=0)

@@ -104,7 +104,7 @@ class HandlerBase:
             "gallery": render.gallery_html(shown, current, len(records), self.project.thumbnail),
             "progress": render.progress_html(counts, status),
             "done_btn": gr.update(
-                value="↺ Reopen (Shift+D)" if status == "done" else "✓ Mark done (Shift+D)"
+                value="↺ Reopen (Shift+D)" if status == "done" else "✓ Done (Shift+D)"
             ),
         }
 
