@@ -75,13 +75,13 @@ class OnnxExportError(SamError, RuntimeError):
     """The decoder could not be exported (a missing optional package, an unwritable folder)."""
 
 
-class SamOnnxDecoder(nn.Module):
-    """Meta's ONNX decoder signature around :class:`sam.modeling.Sam` (see the module doc)."""
+class _PromptDecoderGraph(nn.Module):
+    """What both families' graphs hold: fp32 CPU copies of the prompt encoder and mask decoder
+    (the image encoder, maybe bf16, is not part of the graph; the decoder always runs at fp32)
+    and the decoder's key positions."""
 
-    def __init__(self, model: Sam) -> None:
+    def __init__(self, model: Sam | Sam2) -> None:
         super().__init__()
-        # An fp32 CPU copy of the parts the decoder uses: the image encoder (maybe bf16) is not
-        # part of the graph, and the decoder always runs at fp32.
         self.pe = copy.deepcopy(model.shared_image_embedding).float().cpu()
         self.prompt_encoder = copy.deepcopy(model.prompt_encoder).float().cpu()
         self.mask_decoder = copy.deepcopy(model.mask_decoder).float().cpu()
@@ -89,6 +89,15 @@ class SamOnnxDecoder(nn.Module):
         with torch.no_grad():
             key_pe = model.key_pe().float().cpu()
         self.register_buffer("key_pe", key_pe, persistent=False)
+
+    def _embed_mask(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
+        prompt = self.prompt_encoder
+        no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return has_mask_input * prompt.mask_embed(mask_input) + (1 - has_mask_input) * no_mask
+
+
+class SamOnnxDecoder(_PromptDecoderGraph):
+    """Meta's ONNX decoder signature around :class:`sam.modeling.Sam` (see the module doc)."""
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         prompt = self.prompt_encoder
@@ -99,11 +108,6 @@ class SamOnnxDecoder(nn.Module):
         for i, table in enumerate(prompt.point_embed):
             embedding = embedding + table.weight * (labels == i)
         return embedding
-
-    def _embed_mask(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
-        prompt = self.prompt_encoder
-        no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        return has_mask_input * prompt.mask_embed(mask_input) + (1 - has_mask_input) * no_mask
 
     def _upscale(self, low_res: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
         """As :func:`sam.transforms.upscale_logits`, with the sizes as graph values."""
@@ -140,18 +144,8 @@ class SamOnnxDecoder(nn.Module):
         return self._upscale(low_res, orig_im_size), iou, low_res
 
 
-class Sam2OnnxDecoder(nn.Module):
+class Sam2OnnxDecoder(_PromptDecoderGraph):
     """SAM 2's prompt encoder and mask decoder with the cut signature (see the module doc)."""
-
-    def __init__(self, model: Sam2) -> None:
-        super().__init__()
-        self.pe = copy.deepcopy(model.shared_image_embedding).float().cpu()
-        self.prompt_encoder = copy.deepcopy(model.prompt_encoder).float().cpu()
-        self.mask_decoder = copy.deepcopy(model.mask_decoder).float().cpu()
-        self.image_size = model.config.prompt_encoder_config.image_size
-        with torch.no_grad():
-            key_pe = model.key_pe().float().cpu()
-        self.register_buffer("key_pe", key_pe, persistent=False)
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """As :class:`sam.modeling.sam2.Sam2PromptEncoder`: box corners are points labelled
@@ -174,10 +168,9 @@ class Sam2OnnxDecoder(nn.Module):
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        prompt, decoder = self.prompt_encoder, self.mask_decoder
+        decoder = self.mask_decoder
         sparse = self._embed_points(point_coords, point_labels)
-        no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        dense = has_mask_input * prompt.mask_embed(mask_input) + (1 - has_mask_input) * no_mask
+        dense = self._embed_mask(mask_input, has_mask_input)
         image = decoder.prepare(image_embeddings, dense, self.key_pe, precompute_first_layer=False)
         masks, iou, _ = decoder.all_tokens(
             image, self.key_pe, sparse, (high_res_feats_0, high_res_feats_1)
