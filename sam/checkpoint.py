@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +22,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from . import sam2_checkpoint
+from .checkpoint_keys import (
+    PE_KEY,
+    count_indexed,
+    mask_decoder_dims,
+    meta_head_names,
+    untie_positional_embedding,
+    unwrap,
+)
 from .device import resolve_device, resolve_dtype
 from .engine import DEFAULT_CACHE_BYTES, Sam2Engine, SamEngine
 from .errors import CheckpointError
@@ -43,8 +50,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TIED_PE_KEY = "prompt_encoder.shared_embedding.positional_embedding"
-_PE_KEY = "shared_image_embedding.positional_embedding"
 
 # Well-known checkpoints offered by the app; any compatible repo id or path works too.
 KNOWN_MODELS: dict[str, str] = {
@@ -260,7 +265,7 @@ _META_RULES: list[tuple[re.Pattern[str], str]] = [
         (r"^image_encoder\.neck\.2\.", "vision_encoder.neck.conv2."),
         (r"^image_encoder\.neck\.3\.", "vision_encoder.neck.layer_norm2."),
         (r"^image_encoder\.", "vision_encoder."),
-        (r"^prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$", _PE_KEY),
+        (r"^prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$", PE_KEY),
         (r"^prompt_encoder\.point_embeddings\.", "prompt_encoder.point_embed."),
         (r"^prompt_encoder\.mask_downscaling\.0\.", "prompt_encoder.mask_embed.conv1."),
         (r"^prompt_encoder\.mask_downscaling\.1\.", "prompt_encoder.mask_embed.layer_norm1."),
@@ -291,37 +296,18 @@ def meta_to_hf(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
             values = tuple(float(v) / 255 for v in state_dict[name].flatten())
             extras["image_mean" if name == "pixel_mean" else "image_std"] = values
 
-    depth: dict[str, int] = {}
-    for key in state_dict:
-        m = _META_MLP.match(key)
-        if m:
-            depth[m.group(1)] = max(depth.get(m.group(1), 0), int(m.group(2)) + 1)
-
+    heads = meta_head_names(state_dict, _META_MLP)
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         if key in ("pixel_mean", "pixel_std"):
             continue
-        m = _META_MLP.match(key)
-        if m:
-            head, idx, rest = m.group(1), int(m.group(2)), m.group(3)
-            if idx == 0:
-                layer = "proj_in"
-            elif idx == depth[head] - 1:
-                layer = "proj_out"
-            else:
-                layer = f"layers.{idx - 1}"
-            out[f"mask_decoder.{head}.{layer}.{rest}"] = tensor
+        if key in heads:
+            out[heads[key]] = tensor
             continue
         for pattern, replacement in _META_RULES:
             key = pattern.sub(replacement, key)
         out[key] = tensor
     return out, extras
-
-
-def _count(keys: Iterable[str], pattern: str) -> int:
-    rx = re.compile(pattern)
-    found = {int(m.group(1)) for k in keys if (m := rx.match(k))}
-    return max(found) + 1 if found else 0
 
 
 def infer_config(sd: dict[str, torch.Tensor]) -> SamConfig:
@@ -336,7 +322,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> SamConfig:
         pos = sd["vision_encoder.pos_embed"]
         patch = sd["vision_encoder.patch_embed.projection.weight"]
         hidden, grid, patch_size = pos.shape[-1], pos.shape[1], patch.shape[-1]
-        depth = _count(sd, r"^vision_encoder\.layers\.(\d+)\.")
+        depth = count_indexed(sd, r"^vision_encoder\.layers\.(\d+)\.")
         global_idx, window, head_dim = [], 14, None
         for i in range(depth):
             rel = sd.get(f"vision_encoder.layers.{i}.attn.rel_pos_h")
@@ -360,7 +346,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> SamConfig:
             use_rel_pos=head_dim is not None,
             window_size=window,
             global_attn_indexes=tuple(global_idx),
-            num_pos_feats=sd[_PE_KEY].shape[1],
+            num_pos_feats=sd[PE_KEY].shape[1],
             mlp_dim=sd["vision_encoder.layers.0.mlp.lin1.weight"].shape[0],
         )
         prompt_dim = sd["prompt_encoder.no_mask_embed.weight"].shape[1]
@@ -369,17 +355,9 @@ def infer_config(sd: dict[str, torch.Tensor]) -> SamConfig:
             image_size=grid * patch_size,
             patch_size=patch_size,
             mask_input_channels=sd["prompt_encoder.mask_embed.conv2.weight"].shape[0],
-            num_point_embeddings=_count(sd, r"^prompt_encoder\.point_embed\.(\d+)\."),
+            num_point_embeddings=count_indexed(sd, r"^prompt_encoder\.point_embed\.(\d+)\."),
         )
-        dec_dim = sd["mask_decoder.iou_token.weight"].shape[1]
-        decoder = MaskDecoderConfig(
-            hidden_size=dec_dim,
-            mlp_dim=sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
-            num_hidden_layers=_count(sd, r"^mask_decoder\.transformer\.layers\.(\d+)\."),
-            num_multimask_outputs=sd["mask_decoder.mask_tokens.weight"].shape[0] - 1,
-            iou_head_depth=_count(sd, r"^mask_decoder\.iou_prediction_head\.layers\.(\d+)\.") + 2,
-            iou_head_hidden_dim=sd["mask_decoder.iou_prediction_head.proj_in.weight"].shape[0],
-        )
+        decoder = MaskDecoderConfig(**mask_decoder_dims(sd, "lin1"))
     except KeyError as exc:
         raise CheckpointError(
             f"The checkpoint lacks tensor {exc.args[0]!r}, so it is not a SAM model this app "
@@ -389,14 +367,11 @@ def infer_config(sd: dict[str, torch.Tensor]) -> SamConfig:
 
 
 def _normalise_keys(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    sd = unwrap(sd)
     extras: dict = {}
     if any(k.startswith("image_encoder.") for k in sd):
         sd, extras = meta_to_hf(sd)
-    if _TIED_PE_KEY in sd:
-        tied = sd.pop(_TIED_PE_KEY)
-        sd.setdefault(_PE_KEY, tied)
+    untie_positional_embedding(sd)
     if not any(k.startswith("vision_encoder.") for k in sd):
         sample = ", ".join(list(sd)[:3]) or "no tensors"
         raise CheckpointError(

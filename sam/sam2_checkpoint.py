@@ -14,6 +14,14 @@ from typing import NamedTuple
 
 import torch
 
+from .checkpoint_keys import (
+    PE_KEY,
+    count_indexed,
+    mask_decoder_dims,
+    meta_head_names,
+    untie_positional_embedding,
+    unwrap,
+)
 from .errors import CheckpointError
 from .modeling.sam2 import (
     HieraConfig,
@@ -31,8 +39,6 @@ _IMAGE_PREFIXES = (
     "shared_image_embedding.",
     "no_memory_embedding",
 )
-_TIED_PE_KEY = "prompt_encoder.shared_embedding.positional_embedding"
-_PE_KEY = "shared_image_embedding.positional_embedding"
 
 
 class HieraSize(NamedTuple):
@@ -100,7 +106,7 @@ _META_RULES: list[tuple[re.Pattern[str], str]] = [
         ),
         (r"^image_encoder\.trunk\.", "vision_encoder.backbone."),
         (r"^image_encoder\.neck\.convs\.(\d+)\.conv\.", r"vision_encoder.neck.convs.\1."),
-        (r"^sam_prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$", _PE_KEY),
+        (r"^sam_prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$", PE_KEY),
         (r"^sam_prompt_encoder\.mask_downscaling\.0\.", "prompt_encoder.mask_embed.conv1."),
         (r"^sam_prompt_encoder\.mask_downscaling\.1\.", "prompt_encoder.mask_embed.layer_norm1."),
         (r"^sam_prompt_encoder\.mask_downscaling\.3\.", "prompt_encoder.mask_embed.conv2."),
@@ -128,26 +134,15 @@ _META_POINT = re.compile(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$
 
 def meta_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename Meta ``sam2`` keys to HF ``Sam2Model`` keys (image model only)."""
-    depth: dict[str, int] = {}
-    for key in sd:
-        if m := _META_HEAD.match(key):
-            depth[m.group(1)] = max(depth.get(m.group(1), 0), int(m.group(2)) + 1)
+    heads = meta_head_names(sd, _META_HEAD)
     out: dict[str, torch.Tensor] = {}
     points: dict[int, torch.Tensor] = {}
     for key, tensor in sd.items():
         if m := _META_POINT.match(key):
             points[int(m.group(1))] = tensor.reshape(-1)
             continue
-        if m := _META_HEAD.match(key):
-            head, idx = m.group(1), int(m.group(2))
-            layer = (
-                "proj_in"
-                if idx == 0
-                else "proj_out"
-                if idx == depth[head] - 1
-                else f"layers.{idx - 1}"
-            )
-            out[f"mask_decoder.{head}.{layer}.{m.group(3)}"] = tensor
+        if key in heads:
+            out[heads[key]] = tensor
             continue
         for pattern, replacement in _META_RULES:
             key = pattern.sub(replacement, key)
@@ -159,20 +154,11 @@ def meta_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def normalise_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """HF image-model keys from a Meta or HF (image or video) SAM 2 state dict."""
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    sd = unwrap(sd)
     if any(k.startswith("image_encoder.trunk.") for k in sd):
         sd = meta_to_hf(sd)
-    tied = sd.pop(_TIED_PE_KEY, None)
-    if tied is not None:
-        sd.setdefault(_PE_KEY, tied)
+    untie_positional_embedding(sd)
     return {k: v for k, v in sd.items() if k.startswith(_IMAGE_PREFIXES)}
-
-
-def _count(keys: Iterable[str], pattern: str) -> int:
-    rx = re.compile(pattern)
-    found = {int(m.group(1)) for k in keys if (m := rx.match(k))}
-    return max(found) + 1 if found else 0
 
 
 def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
@@ -184,7 +170,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
     try:
         bb = "vision_encoder.backbone."
         patch = sd[bb + "patch_embed.projection.weight"]
-        depth = _count(sd, r"^vision_encoder\.backbone\.blocks\.(\d+)\.")
+        depth = count_indexed(sd, r"^vision_encoder\.backbone\.blocks\.(\d+)\.")
         starts = [0] + [i for i in range(1, depth) if f"{bb}blocks.{i}.proj.weight" in sd]
         blocks = tuple(b - a for a, b in zip(starts, [*starts[1:], depth], strict=True))
         dims = tuple(sd[f"{bb}blocks.{i}.attn.proj.weight"].shape[0] for i in starts)
@@ -212,7 +198,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
             ),
             global_attention_blocks=size.global_attention_blocks,
         )
-        n_convs = _count(sd, r"^vision_encoder\.neck\.convs\.(\d+)\.")
+        n_convs = count_indexed(sd, r"^vision_encoder\.neck\.convs\.(\d+)\.")
         convs = [sd[f"vision_encoder.neck.convs.{i}.weight"] for i in range(n_convs)]
         vision = Sam2VisionConfig(
             backbone_config=backbone,
@@ -225,14 +211,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
             mask_input_channels=sd["prompt_encoder.mask_embed.conv2.weight"].shape[0],
             num_point_embeddings=sd["prompt_encoder.point_embed.weight"].shape[0],
         )
-        decoder = Sam2MaskDecoderConfig(
-            hidden_size=sd["mask_decoder.iou_token.weight"].shape[1],
-            mlp_dim=sd["mask_decoder.transformer.layers.0.mlp.proj_in.weight"].shape[0],
-            num_hidden_layers=_count(sd, r"^mask_decoder\.transformer\.layers\.(\d+)\."),
-            num_multimask_outputs=sd["mask_decoder.mask_tokens.weight"].shape[0] - 1,
-            iou_head_depth=_count(sd, r"^mask_decoder\.iou_prediction_head\.layers\.(\d+)\.") + 2,
-            iou_head_hidden_dim=sd["mask_decoder.iou_prediction_head.proj_in.weight"].shape[0],
-        )
+        decoder = Sam2MaskDecoderConfig(**mask_decoder_dims(sd, "proj_in"))
     except KeyError as exc:
         raise CheckpointError(
             f"The SAM 2 checkpoint lacks tensor {exc.args[0]!r}, so it is not a SAM 2 image "
