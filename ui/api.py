@@ -1,7 +1,9 @@
-"""The ``predict`` HTTP endpoint: image + points/box JSON -> best mask PNG + scores.
+"""The HTTP endpoints' checks and work.
 
-It goes through the same model and embedding cache as the interactive UI, so asking about an
-image a user has open does not re-run the encoder.
+``predict``: image + points/box JSON -> best mask PNG + scores. It goes through the same model
+and embedding cache as the interactive UI, so asking about an image a user has open does not
+re-run the encoder. ``brush``: mask PNG + one brush or eraser stroke -> the touched-up mask PNG,
+checked and painted by ``ui/brush.py`` exactly as the page's strokes are.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from sam.errors import PromptError
+from sam.errors import PromptError, SamError
 from sam.image_io import load_image
 from sam.predictor import MAX_POINTS, check_point_count
 
-from . import outputs
+from . import brush, outputs
+from .errors import StrokeError
 from .export import binary_mask_png
 from .models import ModelManager
 
@@ -33,6 +36,9 @@ _POINTS_FORM = (
     f"[[x, y, label], ...] with label 1 (object) or 0 (background), at most {MAX_POINTS} points"
 )
 _BOX_FORM = "[x0, y0, x1, y1]"
+#: Longest stroke text parsed: ``MAX_STROKE_POINTS`` points written out generously.
+MAX_STROKE_TEXT = 64 * brush.MAX_STROKE_POINTS
+_STROKE_FORM = '{"mode": "brush" or "erase", "points": [[x, y], ...], "radius": r}'
 
 
 def parse_points(text: str | None) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -71,22 +77,40 @@ def parse_multimask(value: Any) -> bool:
     return value
 
 
-def _read_json(text: str | None, what: str, form: str) -> Any:
-    """Parse one prompt field, refusing over-long or too deeply nested text with a message."""
+def parse_stroke_text(text: str | None) -> dict[str, Any]:
+    """``'{"mode": ..., "points": [[x, y], ...], "radius": r}'`` -> the payload
+    :func:`ui.brush.parse_stroke` checks, as the page sends it; refused with a
+    :class:`~ui.errors.StrokeError` when it is not a JSON object (or too long to parse)."""
+    value = _read_json(text, "stroke", _STROKE_FORM, MAX_STROKE_TEXT, StrokeError)
+    if value is None:
+        raise StrokeError(f"No stroke given: pass {_STROKE_FORM}.")
+    if not isinstance(value, dict):
+        raise StrokeError(f"stroke must be a JSON object {_STROKE_FORM}, got {_preview(value)}.")
+    return value
+
+
+def _read_json(
+    text: str | None,
+    what: str,
+    form: str,
+    limit: int = MAX_PROMPT_TEXT,
+    error: type[SamError] = PromptError,
+) -> Any:
+    """Parse one field, refusing over-long or too deeply nested text with a message."""
     if text is None or not str(text).strip():
         return None
     text = str(text)
-    if len(text) > MAX_PROMPT_TEXT:
-        raise PromptError(
-            f"{what} is {len(text):,} characters long, over the limit of {MAX_PROMPT_TEXT:,}. "
+    if len(text) > limit:
+        raise error(
+            f"{what} is {len(text):,} characters long, over the limit of {limit:,}. "
             f"Expected {form}."
         )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PromptError(f"{what} is not valid JSON ({exc.msg}); expected {form}.") from None
+        raise error(f"{what} is not valid JSON ({exc.msg}); expected {form}.") from None
     except RecursionError:  # "[[[[...]]]]" thousands deep
-        raise PromptError(f"{what} is nested too deeply; expected {form}.") from None
+        raise error(f"{what} is nested too deeply; expected {form}.") from None
 
 
 def _point_xy(point: Any, index: int) -> list[float]:
@@ -152,13 +176,45 @@ def run_predict(
         box=box_arr,
         multimask_output=multimask_output,
     )
+    path = _write_mask(masks[0], out_dir)
+    height, width = array.shape[:2]
+    info = {"scores": [float(s) for s in scores], "size": [int(height), int(width)]}
+    logger.info("API predict: %s, scores %s", Path(str(image)).name, info["scores"])
+    return path, info
+
+
+def run_brush(
+    mask: str | Path | None, stroke: str | None, out_dir: Path | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Paint (or erase) one stroke on a mask file: the page's brush, for API clients.
+
+    ``mask`` is an image file whose non-black pixels are the mask (``predict``'s PNG, an
+    export); ``stroke`` is JSON text (:func:`parse_stroke_text`) in original image pixels,
+    checked by :func:`ui.brush.parse_stroke` like the page's strokes (NaN, more than
+    ``MAX_STROKE_POINTS`` points or an unknown mode are refused; points off the image and
+    radii over ``MAX_RADIUS`` are clamped). Returns a new PNG (0/255, the mask's size; the
+    input file is left as it was) and ``{"area", "changed", "size": [H, W]}``: the painted
+    mask's pixel count, the count's change (+ painted, - erased) and the mask's size.
+    """
+    if not mask:
+        raise StrokeError("No mask given: pass a mask image (e.g. predict's mask PNG).")
+    data = parse_stroke_text(stroke)  # before the mask is read, like predict's prompts
+    before = load_image(str(mask)).any(axis=2)
+    painted = brush.paint(before, brush.parse_stroke(data, before.shape))
+    path = _write_mask(painted, out_dir)
+    height, width = painted.shape
+    area, was = int(painted.sum()), int(before.sum())
+    info = {"area": area, "changed": area - was, "size": [int(height), int(width)]}
+    logger.info("API brush: %s, %+d px", Path(str(mask)).name, info["changed"])
+    return path, info
+
+
+def _write_mask(mask: np.ndarray, out_dir: Path | None) -> str:
+    """``mask`` (H, W) bool as ``mask.png`` (0/255) in ``out_dir``; its path."""
     # The app passes a fresh folder of its bounded API folder (ui/outputs.py); library callers
     # without one get a fresh folder in this process's own, bounded the same way.
     folder = out_dir or outputs.fresh_folder(outputs.process_folder("sam-api-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "mask.png"
-    path.write_bytes(binary_mask_png(masks[0]))
-    height, width = array.shape[:2]
-    info = {"scores": [float(s) for s in scores], "size": [int(height), int(width)]}
-    logger.info("API predict: %s, scores %s", Path(str(image)).name, info["scores"])
-    return str(path), info
+    path.write_bytes(binary_mask_png(mask))
+    return str(path)

@@ -18,7 +18,7 @@ from sam.automatic import AutoMaskConfig
 from sam.text_prompt import DEFAULT_DETECTOR, TextPromptConfig
 
 from . import browser_decode
-from .endpoint import predict_endpoint
+from .endpoint import brush_endpoint, predict_endpoint
 from .handlers import Handlers, Updates
 from .handlers.proposals import FAMILY_SETTINGS
 from .html import text
@@ -469,12 +469,29 @@ def build_demo(
                 'as a PNG (0/255, image size) and {"scores": [...], "size": [H, W]}.'
             ),
         )
+        gr.api(
+            brush_endpoint(h.api_brush),
+            api_name="brush",
+            api_description=(
+                "Paint or erase one stroke on a mask image (non-black pixels are the mask, e.g. "
+                'predict\'s PNG). stroke: JSON {"mode": "brush" or "erase", "points": [[x, y], '
+                '...] (at most 4096, image pixels), "radius": r (image pixels)}. Returns the '
+                'painted mask as a PNG (0/255) and {"area": ..., "changed": ..., "size": [H, W]}.'
+            ),
+        )
     return demo
 
 
 PROPOSAL_OUTPUTS = (
     "proposals", "proposal_panel", "prop_label", "prop_threshold", "find_note", *FAMILY_SETTINGS
 )  # fmt: skip
+
+
+def _setting(
+    minimum: float, maximum: float, value: float, step: float, label: str, elem_id: str
+) -> gr.Slider:
+    """One slider of the Segment everything / Find objects settings."""
+    return gr.Slider(minimum, maximum, value=value, step=step, label=label, elem_id=elem_id)
 
 
 def _proposal_controls(lists_js: str) -> dict[str, Any]:
@@ -497,64 +514,29 @@ def _proposal_controls(lists_js: str) -> dict[str, Any]:
         c["find_note"] = gr.HTML("", elem_id="sam-find-note", js_on_load=None)
         with gr.Accordion("Settings", open=False, elem_id="sam-auto-settings"):
             with gr.Row():
-                c["pps"] = gr.Slider(
-                    4,
-                    64,
-                    value=AUTO.points_per_side,
-                    step=1,
-                    label="Points per side",
-                    elem_id="sam-pps",
-                )
+                c["pps"] = _setting(4, 64, AUTO.points_per_side, 1, "Points per side", "sam-pps")
                 c["min_area"] = gr.Number(
                     100, precision=0, minimum=0, label="Min region area (px)",
                     elem_id="sam-min-area",
                 )  # fmt: skip
-                c["nms"] = gr.Slider(
-                    0.05,
-                    1,
-                    value=AUTO.box_nms_thresh,
-                    step=0.05,
-                    label="Box NMS IoU",
-                    elem_id="sam-nms",
+                c["nms"] = _setting(0.05, 1, AUTO.box_nms_thresh, 0.05, "Box NMS IoU", "sam-nms")
+            with gr.Row():
+                c["pred_iou"] = _setting(
+                    0, 1, AUTO.pred_iou_thresh, 0.01, "Predicted IoU ≥", "sam-pred-iou"
+                )
+                c["stability"] = _setting(
+                    0, 1, AUTO.stability_score_thresh, 0.01, "Stability ≥", "sam-stability"
+                )
+                c["offset"] = _setting(
+                    0, 2, AUTO.stability_score_offset, 0.01, "Stability offset", "sam-offset"
                 )
             with gr.Row():
-                c["pred_iou"] = gr.Slider(
-                    0,
-                    1,
-                    value=AUTO.pred_iou_thresh,
-                    step=0.01,
-                    label="Predicted IoU ≥",
-                    elem_id="sam-pred-iou",
+                c["box_thr"] = _setting(
+                    0, 1, TEXT.box_threshold, 0.01, "Find: box threshold", "sam-box-thr"
                 )
-                c["stability"] = gr.Slider(
-                    0,
-                    1,
-                    value=AUTO.stability_score_thresh,
-                    step=0.01,
-                    label="Stability ≥",
-                    elem_id="sam-stability",
+                c["text_thr"] = _setting(
+                    0, 1, TEXT.text_threshold, 0.01, "Find: text threshold", "sam-text-thr"
                 )
-                c["offset"] = gr.Slider(
-                    0,
-                    2,
-                    value=AUTO.stability_score_offset,
-                    step=0.01,
-                    label="Stability offset",
-                    elem_id="sam-offset",
-                )
-            with gr.Row():
-                c["box_thr"] = gr.Slider(
-                    0,
-                    1,
-                    value=TEXT.box_threshold,
-                    step=0.01,
-                    label="Find: box threshold",
-                    elem_id="sam-box-thr",
-                )
-                c["text_thr"] = gr.Slider(
-                    0, 1, value=TEXT.text_threshold, step=0.01, label="Find: text threshold",
-                    elem_id="sam-text-thr",
-                )  # fmt: skip
     with gr.Column(visible=False, elem_id="sam-proposal-panel") as panel:
         c["proposal_panel"] = panel
         c["proposals"] = gr.HTML(

@@ -158,14 +158,14 @@ def test_unexpected_api_failures_show_no_python_internals(handlers, monkeypatch,
     assert f"[error {error_id}]" in caplog.text and "RecursionError" in caplog.text
 
 
-def test_build_demo_exposes_only_predict(manager, tmp_path):
+def test_build_demo_exposes_only_predict_and_brush(manager, tmp_path):
     demo = build_demo(manager, media_dir=tmp_path / "media", examples=[])
     public = [
         fn.api_name
         for fn in demo.fns.values()
         if getattr(fn, "api_visibility", "public") == "public" and fn.api_name
     ]
-    assert public == ["predict"]
+    assert public == ["predict", "brush"]
 
 
 def test_the_api_keeps_its_parameters_and_results(manager, tmp_path):

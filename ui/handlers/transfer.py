@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +124,33 @@ class TransferHandlers(HandlerBase):
         ``image`` is a path, or Gradio's file payload (``{"path": ...}``) as the endpoint
         receives it (``ui/endpoint.py``): no preprocessing copies the upload again.
         """
-        if isinstance(image, dict):
-            image = image.get("path")
+        return self._api_call(
+            "API predict",
+            lambda folder: api.run_predict(
+                self.manager, _upload_path(image), points, box, multimask, folder
+            ),
+        )
+
+    def api_brush(self, mask: str | dict | None, stroke: str | None) -> tuple[str, dict[str, Any]]:
+        """One brush or eraser stroke on an uploaded mask (``api.run_brush``); errors reach
+        the client as :meth:`api_predict`'s do."""
+        return self._api_call(
+            "API brush", lambda folder: api.run_brush(_upload_path(mask), stroke, folder)
+        )
+
+    def _api_call(
+        self, what: str, work: Callable[[Path], tuple[str, dict[str, Any]]]
+    ) -> tuple[str, dict[str, Any]]:
+        """``work`` given a fresh folder of the app's bounded API folder; a ``SamError`` becomes
+        its message without server paths, anything else "Something went wrong" with an id."""
         try:
-            folder = outputs.fresh_folder(self.export_dir / "api")
-            return api.run_predict(self.manager, image, points, box, multimask, folder)
+            return work(outputs.fresh_folder(self.export_dir / "api"))
         except SamError as exc:
             raise gr.Error(without_paths(str(exc)), print_exception=False) from exc
         except Exception as exc:
-            raise gr.Error(unexpected_failure("API predict"), print_exception=False) from exc
+            raise gr.Error(unexpected_failure(what), print_exception=False) from exc
+
+
+def _upload_path(value: str | dict | None) -> str | None:
+    """A path, or Gradio's file payload (``{"path": ...}``) as an endpoint receives it."""
+    return value.get("path") if isinstance(value, dict) else value
