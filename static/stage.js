@@ -157,11 +157,32 @@ function applyZoom() {
   if (stage.dataset.zoom !== zoom.s.toFixed(4)) stage.dataset.zoom = zoom.s.toFixed(4);
   // The overlay is a bitmap at data-dw pixels: once the screen shows it larger, app.css draws
   // its pixels as sharp squares instead of a blur (the photo itself stays smooth).
-  const upscaled = zoom.s * canvas.offsetWidth * (window.devicePixelRatio || 1) > Number(stage.dataset.dw) + 0.5;
+  const upscaled = zoom.s * canvas.offsetWidth * devicePixels() > Number(stage.dataset.dw) + 0.5;
   if (upscaled !== (stage.dataset.upscaled === "1")) {
     if (upscaled) stage.dataset.upscaled = "1";
     else delete stage.dataset.upscaled;
   }
+  showZoom(stage, canvas);
+}
+
+// The read-out in the stage's corner: screen (device) pixels per image pixel, so "100 %" is
+// pixel-exact on a HiDPI screen too, where one CSS pixel is 2 or 3 of the screen's.
+function showZoom(stage, canvas) {
+  const width = Number(stage.dataset.w);
+  if (!width || !canvas.offsetWidth) return;
+  let badge = stage.querySelector(":scope > .sam-zoom");
+  if (!badge) {
+    badge = document.createElement("div");
+    badge.className = "sam-zoom";
+    badge.title = "Zoom: 100 % is one image pixel per screen pixel (0 fits, Shift+1 is 100 %)";
+    stage.appendChild(badge);
+  }
+  const percent = `${Math.round((100 * zoom.s * canvas.offsetWidth * devicePixels()) / width)} %`;
+  if (badge.textContent !== percent) badge.textContent = percent;
+}
+
+function devicePixels() {
+  return window.devicePixelRatio || 1;
 }
 
 // Scale `s`, with the image point that is under screen point (ax, ay) now moved to (x, y).
@@ -190,7 +211,9 @@ window.__samZoomFit = () => {
   applyZoom();
   return true;
 };
-// 100 %: one image pixel per CSS pixel, around the middle of the stage.
+// 100 %: one image pixel per screen (device) pixel, around the middle of the stage. On a HiDPI
+// screen (devicePixelRatio 2) that is half an image's width in CSS pixels. The image's corner is
+// then moved onto a whole device pixel, so the browser copies pixels instead of resampling them.
 window.__samZoom100 = () => {
   const stage = currentStage();
   const canvas = stage && stage.querySelector(".sam-canvas");
@@ -198,9 +221,18 @@ window.__samZoom100 = () => {
   const rect = canvas.getBoundingClientRect();
   const x = rect.left - zoom.tx + canvas.offsetWidth / 2;
   const y = rect.top - zoom.ty + canvas.offsetHeight / 2;
-  zoomTo(Number(stage.dataset.w) / canvas.offsetWidth, x, y, x, y);
+  const dpr = devicePixels();
+  zoomTo(Number(stage.dataset.w) / (canvas.offsetWidth * dpr), x, y, x, y);
+  if (zoom.s !== 1) {
+    const at = canvas.getBoundingClientRect();
+    zoom.tx += (Math.round(at.left * dpr) - at.left * dpr) / dpr;
+    zoom.ty += (Math.round(at.top * dpr) - at.top * dpr) / dpr;
+    applyZoom();
+  }
   return true;
 };
+// A window resize (or the browser's own zoom, which changes devicePixelRatio) changes the read-out.
+window.addEventListener("resize", applyZoom);
 
 element.addEventListener(
   "wheel",

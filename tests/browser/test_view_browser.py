@@ -32,6 +32,10 @@ def overlay_rendering(page) -> str:
     )
 
 
+def zoom_readout(page) -> str:
+    return page.locator("#sam-stage .sam-zoom").inner_text()
+
+
 def click_at(page, x: int, y: int, n: int) -> None:
     page.mouse.click(*screen_xy(page, x + 0.5, y + 0.5))
     wait_points(page, n)
@@ -52,6 +56,7 @@ def test_shift_1_is_100_percent_and_the_zoomed_overlay_stays_crisp(page, app_ser
     assert one["h"] == pytest.approx(one["H"], abs=0.5)
     # The middle of the stage stays where it was.
     assert one["x"] + one["w"] / 2 == pytest.approx(fit["x"] + fit["w"] / 2, abs=1)
+    assert zoom_readout(page) == "100 %"
     assert overlay_rendering(page) == "pixelated"  # the 1280 px overlay, upscaled: sharp
     assert (
         page.evaluate(
@@ -68,6 +73,42 @@ def test_shift_1_is_100_percent_and_the_zoomed_overlay_stays_crisp(page, app_ser
     assert "Shift+1 100 %" in page.locator(".sam-keys").first.inner_text()  # documented
     assert overlay_rendering(page) == "auto"
     assert not page.js_errors, page.js_errors
+
+
+def test_100_percent_is_one_image_pixel_per_device_pixel_on_a_hidpi_screen(
+    browser, app_server, screenshots
+):
+    """At devicePixelRatio 2 a CSS pixel is two screen pixels: 100 % shows the 1800 px photo
+    900 CSS px wide (1800 screen pixels), its corner on a whole screen pixel, and says so."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=2)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        open_app(page, app_server.url)
+        upload(page, TRUCK)
+        click_at(page, 900, 600, 1)
+        page.wait_for_selector("#sam-stage .sam-overlay", timeout=TIMEOUT)
+        fit = canvas_box(page)
+        assert zoom_readout(page) == f"{round(100 * 2 * fit['w'] / fit['W'])} %"
+        page.keyboard.press("Shift+1")
+        one = canvas_box(page)
+        assert one["w"] == pytest.approx(one["W"] / 2, abs=0.5)
+        assert one["h"] == pytest.approx(one["H"] / 2, abs=0.5)
+        assert one["x"] + one["w"] / 2 == pytest.approx(fit["x"] + fit["w"] / 2, abs=1)
+        # The photo's corner sits on a screen pixel: its pixels are copied, not resampled.
+        assert 2 * one["x"] == pytest.approx(round(2 * one["x"]), abs=0.01)
+        assert 2 * one["y"] == pytest.approx(round(2 * one["y"]), abs=0.01)
+        assert zoom_readout(page) == "100 %"
+        # The 1280 px overlay is shown on 1800 screen pixels: drawn as sharp squares.
+        assert overlay_rendering(page) == "pixelated"
+        click_at(page, 920, 610, 2)  # clicks land on the pixel under the pointer
+        page.screenshot(path=str(screenshots / "zoom_100_dpr2.png"))
+        page.keyboard.press("0")
+        assert canvas_box(page)["w"] == pytest.approx(fit["w"], abs=0.5)
+        assert not errors, errors
+    finally:
+        context.close()
 
 
 def test_pinch_zooms_the_stage_not_the_page(page, app_server):
