@@ -16,6 +16,11 @@ class Reference:
     scores: np.ndarray  # (K,) float32, best first
     logits: np.ndarray  # (K, 256, 256) float32, best first
 
+    @property
+    def answer(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(masks, scores, logits): what ``SamPredictor.predict`` returns."""
+        return self.masks, self.scores, self.logits
+
 
 def hf_predict(
     model,

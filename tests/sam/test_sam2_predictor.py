@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from prompts import ATOL, assert_matches, frac, ours, prompts_for
 
 from sam import SamPredictor, load_model
 from sam.cache import nbytes_of
@@ -15,33 +16,10 @@ from sam.disk_cache import EmbeddingDiskCache
 from sam.engine import Sam2Engine
 from sam.transforms import preprocess_square, rescale_coords, upscale_logits_direct
 
-ATOL = 1e-4
-
 
 @pytest.fixture(scope="module")
 def engine(tiny_sam2_checkpoint):
     return load_model(tiny_sam2_checkpoint, device="cpu")
-
-
-def frac(image: np.ndarray, fx: float, fy: float) -> list[float]:
-    return [round(fx * image.shape[1]), round(fy * image.shape[0])]
-
-
-def prompts_for(image: np.ndarray) -> dict[str, dict]:
-    h, w = image.shape[:2]
-    return {
-        "one point": {"points": [frac(image, 0.5, 0.5)], "labels": [1]},
-        "positive and negative": {
-            "points": [frac(image, 0.4, 0.5), frac(image, 0.7, 0.3), frac(image, 0.2, 0.8)],
-            "labels": [1, 0, 1],
-        },
-        "box": {"box": [0.1 * w, 0.2 * h, 0.6 * w, 0.9 * h]},
-        "box and points": {
-            "box": [0.25 * w, 0.25 * h, 0.75 * w, 0.75 * h],
-            "points": [frac(image, 0.5, 0.5), frac(image, 0.3, 0.3)],
-            "labels": [1, 0],
-        },
-    }
 
 
 def reference(hf, features, image: np.ndarray, prompt: dict, multimask: bool, mask=None):
@@ -65,27 +43,6 @@ def reference(hf, features, image: np.ndarray, prompt: dict, multimask: bool, ma
     logits = logits[order]
     masks = F.interpolate(logits[None], size, mode="bilinear", align_corners=False)[0] > 0
     return masks.numpy(), scores[order].numpy(), logits.numpy()
-
-
-def ours(predictor: SamPredictor, prompt: dict, multimask: bool, mask_input=None):
-    return predictor.predict(
-        point_coords=None if "points" not in prompt else np.array(prompt["points"]),
-        point_labels=None if "labels" not in prompt else np.array(prompt["labels"]),
-        box=None if "box" not in prompt else np.array(prompt["box"]),
-        mask_input=mask_input,
-        multimask_output=multimask,
-    )
-
-
-def assert_matches(result, ref) -> None:
-    masks, scores, logits = result
-    ref_masks, ref_scores, ref_logits = ref
-    assert masks.shape == ref_masks.shape and masks.dtype == np.bool_
-    assert logits.shape == (scores.shape[0], 256, 256) and scores.dtype == np.float32
-    assert np.all(np.diff(scores) <= 0), "candidates must be sorted best first"
-    np.testing.assert_allclose(scores, ref_scores, atol=ATOL, rtol=0)
-    np.testing.assert_allclose(logits, ref_logits, atol=ATOL, rtol=0)
-    assert (masks == ref_masks).mean() >= 0.999
 
 
 @pytest.mark.parametrize("name", ["dogs.jpg"])
