@@ -60,3 +60,28 @@ def assert_matches(result, ref) -> None:
     np.testing.assert_allclose(logits, ref_logits, atol=ATOL, rtol=0)
     assert (masks == ref_masks).mean() >= 0.999
 
+
+#: The prompts both ONNX decoders (SAM's and SAM 2's) are checked on, in truck.jpg's pixels.
+DECODER_PROMPTS = ("one click", "points, box and mask prompt", "box alone")
+
+
+def decoder_prompt(predictor: SamPredictor, name: str) -> tuple[bool, dict, tuple]:
+    """One of :data:`DECODER_PROMPTS` as (multimask, the prompt as ``onnx_inputs`` takes it,
+    ``predictor.predict``'s answer to it)."""
+    points, labels = np.array([[500.0, 375.0], [1100.0, 300.0]]), np.array([1, 0])
+    if name == "one click":
+        multimask, prompt = True, {"points": points[:1], "labels": labels[:1]}
+    elif name == "points, box and mask prompt":
+        first = predictor.predict(points[:1], labels[:1], multimask_output=True)
+        box = np.array([75.0, 275.0, 1725.0, 850.0])
+        multimask = False
+        prompt = {"points": points, "labels": labels, "box": box, "mask_input": first[2][:1]}
+    elif name == "box alone":
+        multimask, prompt = False, {"box": np.array([300.0, 200.0, 1200.0, 900.0])}
+    else:
+        raise KeyError(f"no decoder prompt named {name!r}")
+    answer = predictor.predict(
+        prompt.get("points"), prompt.get("labels"), box=prompt.get("box"),
+        mask_input=prompt.get("mask_input"), multimask_output=multimask,
+    )  # fmt: skip
+    return multimask, prompt, answer

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prompts import DECODER_PROMPTS, decoder_prompt
 
 from sam import SamPredictor, load_model
 from sam.onnx_export import INPUT_NAMES, OUTPUT_NAMES, OnnxExportError, export_decoder, onnx_inputs
@@ -73,28 +74,10 @@ def test_graph_has_metas_signature(exported: Path):
     assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
 
 
-def test_one_click_gives_the_three_candidates(session, predictor):
-    points, labels = np.array([[500.0, 375.0]]), np.array([1])
-    ours = predictor.predict(points, labels, multimask_output=True)
-    onnx_out = run_onnx(session, predictor, True, points=points, labels=labels)
-    assert_same(predictor, onnx_out, ours)
-
-
-def test_points_box_and_mask_prompt(session, predictor):
-    points, labels = np.array([[500.0, 375.0], [1100.0, 300.0]]), np.array([1, 0])
-    box = np.array([75.0, 275.0, 1725.0, 850.0])
-    first = predictor.predict(points[:1], labels[:1], multimask_output=True)
-    prompt = {"points": points, "labels": labels, "box": box, "mask_input": first[2][:1]}
-    ours = predictor.predict(
-        points, labels, box=box, mask_input=first[2][:1], multimask_output=False
-    )
-    assert_same(predictor, run_onnx(session, predictor, False, **prompt), ours)
-
-
-def test_box_alone(session, predictor):
-    box = np.array([300.0, 200.0, 1200.0, 900.0])
-    ours = predictor.predict(box=box, multimask_output=False)
-    assert_same(predictor, run_onnx(session, predictor, False, box=box), ours)
+@pytest.mark.parametrize("name", DECODER_PROMPTS)
+def test_decoder_answers_as_the_predictor(session, predictor, name):
+    multimask, prompt, answer = decoder_prompt(predictor, name)
+    assert_same(predictor, run_onnx(session, predictor, multimask, **prompt), answer)
 
 
 def test_missing_onnx_package_says_what_to_install(predictor, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prompts import DECODER_PROMPTS, decoder_prompt
 
 from sam import SamPredictor, load_model
 from sam.onnx_export import (
@@ -67,10 +68,10 @@ def test_graph_signature(session):
     assert [o.name for o in session.get_outputs()] == list(SAM2_OUTPUT_NAMES)
 
 
-def test_one_click_gives_the_three_candidates(session, predictor):
-    points, labels = np.array([[500.0, 375.0]]), np.array([1])
-    ours = predictor.predict(points, labels, multimask_output=True)
-    assert_same(predictor, run_onnx(session, predictor, True, points=points, labels=labels), ours)
+@pytest.mark.parametrize("name", DECODER_PROMPTS)
+def test_decoder_answers_as_the_predictor(session, predictor, name):
+    multimask, prompt, answer = decoder_prompt(predictor, name)
+    assert_same(predictor, run_onnx(session, predictor, multimask, **prompt), answer)
 
 
 def test_single_mask_is_sam2s_stability_choice(session, predictor):
@@ -98,23 +99,6 @@ def test_single_mask_where_the_single_token_is_stable(predictor, photos, tmp_pat
     best = predictor.predict(points, labels, multimask_output=False)
     assert not np.allclose(ours[2], best[2])  # token 0, not the best candidate
     assert_same(stable, run_onnx(session, stable, False, points=points, labels=labels), ours)
-
-
-def test_points_box_and_mask_prompt(session, predictor):
-    points, labels = np.array([[500.0, 375.0], [1100.0, 300.0]]), np.array([1, 0])
-    box = np.array([75.0, 275.0, 1725.0, 850.0])
-    first = predictor.predict(points[:1], labels[:1], multimask_output=True)
-    prompt = {"points": points, "labels": labels, "box": box, "mask_input": first[2][:1]}
-    ours = predictor.predict(
-        points, labels, box=box, mask_input=first[2][:1], multimask_output=False
-    )
-    assert_same(predictor, run_onnx(session, predictor, False, **prompt), ours)
-
-
-def test_box_alone(session, predictor):
-    box = np.array([300.0, 200.0, 1200.0, 900.0])
-    ours = predictor.predict(box=box, multimask_output=False)
-    assert_same(predictor, run_onnx(session, predictor, False, box=box), ours)
 
 
 def test_the_full_size_signature_is_sams_only(predictor, tmp_path):
