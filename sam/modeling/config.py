@@ -12,9 +12,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound="JsonConfig")
 
 
 def _from_known_keys(cls: type[T], data: dict[str, Any]) -> T:
@@ -24,6 +25,40 @@ def _from_known_keys(cls: type[T], data: dict[str, Any]) -> T:
         if isinstance(value, list):
             kwargs[key] = tuple(value)
     return cls(**kwargs)
+
+
+def plain(value: Any) -> Any:
+    """A config dataclass as JSON-ready data: nested dicts, tuples as lists."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+class JsonConfig:
+    """Reading a config class from a JSON file; the class reads the parsed dict in its
+    ``from_dict`` classmethod."""
+
+    @classmethod
+    def from_json_file(cls: type[C], path: str | Path) -> C:
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))  # type: ignore[attr-defined]
+
+
+class ModelConfig(JsonConfig):
+    """A whole model's config as in HF ``config.json``: ``model_type``, ``architectures``,
+    then the dataclass fields (sub-configs as nested dicts)."""
+
+    model_type: ClassVar[str]
+    architecture: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, "architectures": [self.architecture], **plain(self)}
+
+    def to_json_file(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
 
 
 @dataclass(frozen=True)
@@ -65,6 +100,8 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class PromptEncoderConfig:
+    """The prompt encoder; SAM 2's has the same fields and defaults."""
+
     hidden_size: int = 256
     image_size: int = 1024
     patch_size: int = 16
@@ -93,9 +130,11 @@ class MaskDecoderConfig:
 
 
 @dataclass(frozen=True)
-class SamConfig:
+class SamConfig(ModelConfig):
     """The whole model: vision encoder, prompt encoder and mask decoder."""
 
+    model_type = "sam"
+    architecture = "SamModel"
     vision_config: VisionConfig = field(default_factory=VisionConfig)
     prompt_encoder_config: PromptEncoderConfig = field(default_factory=PromptEncoderConfig)
     mask_decoder_config: MaskDecoderConfig = field(default_factory=MaskDecoderConfig)
@@ -115,29 +154,9 @@ class SamConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(obj: Any) -> dict[str, Any]:
-            out = dataclasses.asdict(obj)
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-        vision = plain(self.vision_config)
-        vision["mlp_dim"] = self.vision_config.intermediate_size
-        return {
-            "model_type": "sam",
-            "architectures": ["SamModel"],
-            "vision_config": vision,
-            "prompt_encoder_config": plain(self.prompt_encoder_config),
-            "mask_decoder_config": plain(self.mask_decoder_config),
-            "initializer_range": self.initializer_range,
-        }
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> SamConfig:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
-
-    def to_json_file(self, path: str | Path) -> None:
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
+        out = super().to_dict()
+        out["vision_config"]["mlp_dim"] = self.vision_config.intermediate_size
+        return out
 
 
 def image_processor_settings(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,7 +172,7 @@ def image_processor_settings(data: dict[str, Any]) -> tuple[dict[str, Any], dict
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(JsonConfig):
     """How pixels are prepared: HF ``preprocessor_config.json`` (mean/std in 0-1 units)."""
 
     longest_edge: int = 1024
@@ -172,11 +191,6 @@ class PreprocessConfig:
         if isinstance(pad, dict) and pad.get("height"):
             kwargs["pad_size"] = int(pad["height"])
         return cls(**kwargs)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> PreprocessConfig:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
 
 
 VIT_PRESETS: dict[str, VisionConfig] = {

@@ -9,12 +9,19 @@ Unknown keys are ignored on read. Defaults are SAM 2.1 Hiera-Tiny.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..config import _from_known_keys, image_processor_settings
+from ..config import (
+    JsonConfig,
+    ModelConfig,
+    PromptEncoderConfig,
+    _from_known_keys,
+    image_processor_settings,
+)
+
+#: SAM 2's prompt encoder has SAM's fields and defaults.
+Sam2PromptEncoderConfig = PromptEncoderConfig
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -63,21 +70,6 @@ class Sam2VisionConfig:
 
 
 @dataclass(frozen=True)
-class Sam2PromptEncoderConfig:
-    hidden_size: int = 256
-    image_size: int = 1024
-    patch_size: int = 16
-    mask_input_channels: int = 16
-    num_point_embeddings: int = 4
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-6
-
-    @property
-    def image_embedding_size(self) -> int:
-        return self.image_size // self.patch_size
-
-
-@dataclass(frozen=True)
 class Sam2MaskDecoderConfig:
     hidden_size: int = 256
     mlp_dim: int = 2048
@@ -95,8 +87,11 @@ class Sam2MaskDecoderConfig:
 
 
 @dataclass(frozen=True)
-class Sam2Config:
+class Sam2Config(ModelConfig):
     """The SAM 2 image model: Hiera + FPN, prompt encoder, mask decoder."""
+
+    model_type = "sam2"
+    architecture = "Sam2Model"
 
     vision_config: Sam2VisionConfig = field(default_factory=Sam2VisionConfig)
     prompt_encoder_config: Sam2PromptEncoderConfig = field(default_factory=Sam2PromptEncoderConfig)
@@ -134,35 +129,16 @@ class Sam2Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The HF ``config.json`` layout (``transformers.Sam2Config`` reads it)."""
-
-        def plain(value: Any) -> Any:
-            if dataclasses.is_dataclass(value):
-                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-            if isinstance(value, tuple):
-                return [plain(v) for v in value]
-            return value
-
-        vision = plain(self.vision_config)
+        out = super().to_dict()
+        vision = out["vision_config"]
         vision["backbone_config"]["model_type"] = "sam2_hiera_det_model"
         vision["model_type"] = "sam2_vision_model"
-        decoder = plain(self.mask_decoder_config)
-        del decoder["layer_norm_eps"]
-        return {
-            "model_type": "sam2",
-            "architectures": ["Sam2Model"],
-            "vision_config": vision,
-            "prompt_encoder_config": plain(self.prompt_encoder_config),
-            "mask_decoder_config": decoder,
-        }
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> Sam2Config:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+        del out["mask_decoder_config"]["layer_norm_eps"]
+        return out
 
 
 @dataclass(frozen=True)
-class Sam2PreprocessConfig:
+class Sam2PreprocessConfig(JsonConfig):
     """SAM 2's pixels: a square resize (aspect ratio not kept) and mean/std in 0-1 units."""
 
     image_size: int = 1024
@@ -177,8 +153,3 @@ class Sam2PreprocessConfig:
         if isinstance(size, dict) and size.get("height"):
             kwargs["image_size"] = int(size["height"])
         return cls(**kwargs)
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> Sam2PreprocessConfig:
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
