@@ -63,27 +63,28 @@ class MaskEmbedding(nn.Module):
 
 
 class PromptEncoder(nn.Module):
+    """SAM's prompt encoder. SAM 2's
+    (:class:`~sam.modeling.sam2.prompt_encoder.Sam2PromptEncoder`) overrides the point-embedding
+    table, what a label adds and the box tokens."""
+
     def __init__(self, config: PromptEncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.mask_embed = MaskEmbedding(config)
         self.no_mask_embed = nn.Embedding(1, config.hidden_size)
-        self.point_embed = nn.ModuleList(
-            nn.Embedding(1, config.hidden_size) for _ in range(config.num_point_embeddings)
-        )
+        self.point_embed = self._point_embed_table()
         self.not_a_point_embed = nn.Embedding(1, config.hidden_size)
 
-    def _embed_points(
-        self, pe: PositionalEmbedding, points: torch.Tensor, labels: torch.Tensor, pad: bool
-    ) -> torch.Tensor:
-        points = points + 0.5  # centre of the pixel
-        if pad:
-            # Without a box, SAM appends a "not a point" token in the box's place.
-            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
-            labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), -1)], dim=1)
-        embedding = pe(points / self.config.image_size)
+    def _point_embed_table(self) -> nn.Module:
+        """One ``(1, C)`` embedding per point label and box corner (HF ``point_embed.<i>``)."""
+        hidden = self.config.hidden_size
+        return nn.ModuleList(
+            nn.Embedding(1, hidden) for _ in range(self.config.num_point_embeddings)
+        )
+
+    def _point_label_embed(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(B, N, C)`` positional encodings of points plus what their ``(B, N)`` labels add."""
         lab = labels[..., None]
-        embedding = torch.where(lab == LABEL_NOT_A_POINT, self.not_a_point_embed.weight, embedding)
         embedding = torch.where(
             lab == LABEL_BACKGROUND, embedding + self.point_embed[0].weight, embedding
         )
@@ -91,11 +92,27 @@ class PromptEncoder(nn.Module):
             lab == LABEL_FOREGROUND, embedding + self.point_embed[1].weight, embedding
         )
 
+    def _corner_embed(self) -> torch.Tensor:
+        """The ``(2, C)`` embeddings added to a box's top-left and bottom-right corners."""
+        return torch.cat([self.point_embed[2].weight, self.point_embed[3].weight])
+
+    def _embed_points(
+        self, pe: PositionalEmbedding, points: torch.Tensor, labels: torch.Tensor, pad: bool
+    ) -> torch.Tensor:
+        points = points + 0.5  # centre of the pixel
+        if pad:
+            # Without a box, SAM (and SAM 2) appends a "not a point" token in the box's place.
+            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
+            labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), -1)], dim=1)
+        embedding = pe(points / self.config.image_size)
+        lab = labels[..., None]
+        embedding = torch.where(lab == LABEL_NOT_A_POINT, self.not_a_point_embed.weight, embedding)
+        return self._point_label_embed(embedding, labels)
+
     def _embed_boxes(self, pe: PositionalEmbedding, boxes: torch.Tensor) -> torch.Tensor:
         corners = (boxes + 0.5).reshape(-1, 2, 2)
         embedding = pe(corners / self.config.image_size)
-        corner_embed = torch.cat([self.point_embed[2].weight, self.point_embed[3].weight])
-        return embedding + corner_embed
+        return embedding + self._corner_embed()
 
     def forward(
         self,
