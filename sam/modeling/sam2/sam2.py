@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
 from ..mask_decoder import DecoderImage
 from ..prompt_encoder import PositionalEmbedding
-from ..sam import decoder_inputs
+from ..sam import PromptableModel
 from .config import Sam2Config, Sam2PreprocessConfig
 from .image_encoder import Sam2VisionEncoder, conv_channels_last
 from .mask_decoder import Sam2MaskDecoder
@@ -19,12 +21,15 @@ from .prompt_encoder import Sam2PromptEncoder
 Sam2Features = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class Sam2(nn.Module):
+class Sam2(PromptableModel):
     """SAM 2 / 2.1 image segmentation (no video memory).
 
     Parameter names equal the keys of a Hugging Face ``Sam2Model`` checkpoint. The module holds
     weights and configs only; caches and memos live in :class:`sam.engine.Sam2Engine`.
+    :meth:`forward` returns the object score too.
     """
+
+    forward_options: ClassVar[dict[str, Any]] = {"object_score": True}
 
     def __init__(self, config: Sam2Config, preprocess: Sam2PreprocessConfig | None = None) -> None:
         super().__init__()
@@ -41,29 +46,9 @@ class Sam2(nn.Module):
         )
 
     @property
-    def device(self) -> torch.device:
-        return self.mask_decoder.iou_token.weight.device
-
-    @property
     def dtype(self) -> torch.dtype:
         """The image encoder's dtype (the rest runs at fp32)."""
         return self.vision_encoder.backbone.patch_embed.projection.weight.dtype
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        points: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        boxes: torch.Tensor | None = None,
-        mask_input: torch.Tensor | None = None,
-        multimask_output: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Image and prompts to low-res masks, IoU and object score (:meth:`encode_image`, then
-        :meth:`decode`); shapes as there."""
-        features = self.encode_image(pixel_values)
-        return self.decode(
-            features, points, labels, boxes, mask_input, multimask_output, object_score=True
-        )
 
     def encode_image(
         self, pixel_values: torch.Tensor, pos_embed: torch.Tensor | None = None
@@ -85,21 +70,9 @@ class Sam2(nn.Module):
         embedding = low + self.no_memory_embedding.reshape(1, -1, 1, 1).to(dtype)
         return feat_s0, feat_s1, embedding
 
-    def image_positional_embedding(self) -> torch.Tensor:
-        """Dense positional encoding of the embedding grid: ``(1, C, 64, 64)``."""
-        return self.shared_image_embedding.dense(
-            self.config.prompt_encoder_config.image_embedding_size
-        )
-
-    def key_pe(self) -> torch.Tensor:
-        """:meth:`image_positional_embedding` as contiguous tokens ``(1, h*w, C)``."""
-        return self.image_positional_embedding().flatten(2).transpose(1, 2).contiguous()
-
-    def prepare_image(self, features: Sam2Features, key_pe: torch.Tensor) -> DecoderImage:
-        """The decoder's prompt-independent work without a mask prompt (same for every click)."""
-        param = self.mask_decoder.iou_token.weight
-        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        return self.mask_decoder.prepare(features[-1].to(param), no_mask, key_pe)
+    def image_embedding(self, image_input: Sam2Features) -> torch.Tensor:
+        """The 64x64 map of :data:`Sam2Features`, the one the two-way transformer attends to."""
+        return image_input[-1]
 
     def decode(
         self,
@@ -128,8 +101,8 @@ class Sam2(nn.Module):
             low-res mask logits ``(B, K, 256, 256)`` float32 and predicted IoU ``(B, K)``, then
             the object-score logit ``(B, 1)`` when ``object_score``.
         """
-        sparse, key_pe, image = decoder_inputs(
-            self, features, features[-1], points, labels, boxes, mask_input, key_pe, image
+        sparse, key_pe, image = self.decoder_inputs(
+            features, points, labels, boxes, mask_input, key_pe, image
         )
         masks, iou, score = self.mask_decoder(
             image, key_pe, sparse, multimask_output, (features[0], features[1])
