@@ -1,4 +1,5 @@
-"""Fixtures for handler-level UI tests: one model manager on the tiny random checkpoint."""
+"""Fixtures for handler-level UI tests: a model manager on the tiny random SAM checkpoint (and
+one on the SAM 2 checkpoint), the page's handlers on each."""
 
 from __future__ import annotations
 
@@ -15,17 +16,27 @@ from ui.models import ModelManager
 from ui.state import Session
 
 
+def loaded(checkpoint: Path) -> ModelManager:
+    """A manager with ``checkpoint`` loaded on the CPU."""
+    manager = ModelManager(str(checkpoint), device="cpu")
+    status = manager.load()
+    assert status.ok, status.message
+    return manager
+
+
+def handlers_on(manager: ModelManager, tmp_path: Path) -> Handlers:
+    """The page's handlers on ``manager``, writing under ``tmp_path``, without examples."""
+    return Handlers(manager, tmp_path / "media", tmp_path / "export", [])
+
+
 @pytest.fixture(scope="session")
 def manager(tiny_checkpoint: Path) -> ModelManager:
-    mgr = ModelManager(str(tiny_checkpoint), device="cpu")
-    status = mgr.load()
-    assert status.ok, status.message
-    return mgr
+    return loaded(tiny_checkpoint)
 
 
 @pytest.fixture
 def handlers(manager: ModelManager, tmp_path: Path) -> Handlers:
-    return Handlers(manager, tmp_path / "media", tmp_path / "export", [])
+    return handlers_on(manager, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +74,14 @@ def app(folder: Path, tiny_checkpoint: Path, tmp_path: Path):
     h = make_handlers(folder, tiny_checkpoint, tmp_path)
     yield h
     h.project.close()
+
+
+# The same page on a SAM 2 model (tests/ui/test_sam2_app.py).
+@pytest.fixture(scope="module")
+def sam2_manager(tiny_sam2_checkpoint: Path) -> ModelManager:
+    return loaded(tiny_sam2_checkpoint)
+
+
+@pytest.fixture
+def sam2_page(sam2_manager: ModelManager, tmp_path: Path) -> Handlers:
+    return handlers_on(sam2_manager, tmp_path)

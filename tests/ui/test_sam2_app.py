@@ -16,19 +16,6 @@ from ui.models import ModelManager
 from ui.state import Session
 
 
-@pytest.fixture(scope="module")
-def sam2_manager(tiny_sam2_checkpoint: Path) -> ModelManager:
-    manager = ModelManager(str(tiny_sam2_checkpoint), device="cpu")
-    status = manager.load()
-    assert status.ok, status.message
-    return manager
-
-
-@pytest.fixture
-def sam2_page(sam2_manager: ModelManager, tmp_path: Path) -> Handlers:
-    return Handlers(sam2_manager, tmp_path / "media", tmp_path / "export", [])
-
-
 def test_status_line_names_the_family(sam2_page: Handlers):
     shown = sam2_page.on_load(Session())["model_status"]
     assert "sam-ok" in shown
