@@ -201,9 +201,11 @@ function zoomTo(s, ax, ay, x, y) {
   applyZoom();
 }
 
-// Keep the image point under the pointer where it is.
+// Keep the image point under the pointer where it is. Below fit only from a 100 % that is
+// smaller than fit (a small photo on a HiDPI screen): the wheel then zooms in from there.
 function zoomAt(clientX, clientY, scale) {
-  zoomTo(Math.min(MAX_ZOOM, Math.max(1, scale)), clientX, clientY, clientX, clientY);
+  const least = Math.min(1, zoom.s);
+  zoomTo(Math.min(MAX_ZOOM, Math.max(least, scale)), clientX, clientY, clientX, clientY);
 }
 window.__samZoomFit = () => {
   if (!currentStage()) return false;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .test_app_browser import (
+    REPO,
     TIMEOUT,
     TRUCK,
     open_app,
@@ -15,6 +16,8 @@ from .test_app_browser import (
 )
 
 pytestmark = pytest.mark.browser
+
+DOG = REPO / "static" / "examples" / "dog.jpg"
 
 
 def canvas_box(page) -> dict[str, float]:
@@ -106,6 +109,26 @@ def test_100_percent_is_one_image_pixel_per_device_pixel_on_a_hidpi_screen(
         page.screenshot(path=str(screenshots / "zoom_100_dpr2.png"))
         page.keyboard.press("0")
         assert canvas_box(page)["w"] == pytest.approx(fit["w"], abs=0.5)
+
+        # An 800 px photo at 100 % is 400 CSS px wide, smaller than it is fitted; the wheel
+        # zooms in from there instead of jumping back to the fit.
+        page.close()
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        open_app(page, app_server.url)
+        upload(page, DOG)
+        fit = canvas_box(page)
+        page.keyboard.press("Shift+1")
+        one = canvas_box(page)
+        assert one["w"] == pytest.approx(400, abs=0.5) and one["w"] < fit["w"]
+        assert zoom_readout(page) == "100 %"
+        page.mouse.move(one["x"] + one["w"] / 2, one["y"] + one["h"] / 2)
+        page.mouse.wheel(0, -100)
+        page.wait_for_function(
+            f"+document.querySelector('#sam-stage .sam-stage').dataset.zoom > {one['zoom']}",
+            timeout=TIMEOUT,
+        )
+        assert canvas_box(page)["zoom"] < 1
         assert not errors, errors
     finally:
         context.close()
