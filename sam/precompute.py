@@ -194,6 +194,22 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=4, help="images per task (default: 4)")
 
 
+def report_problems(failed: dict[str, str], lost: Sequence[str]) -> int:
+    """Print (to stderr) each image a folder run could not read, with why, and how many were
+    lost with a worker that died. Returns the CLI's exit status: 1 when any were lost (running
+    the same command again finishes them), else 0."""
+    for rel, why in sorted(failed.items()):
+        print(f"  could not read {rel}: {why}", file=sys.stderr)
+    if not lost:
+        return 0
+    print(
+        f"  {len(lost)} image(s) were in flight on a worker that died; run the same command "
+        "again to finish them",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -218,16 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{summary.line()} -> {folder}")
-    for rel, why in sorted(summary.failed.items()):
-        print(f"  could not read {rel}: {why}", file=sys.stderr)
-    if summary.lost:
-        print(
-            f"  {len(summary.lost)} image(s) were in flight on a worker that died; run the same "
-            "command again to finish them",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return report_problems(summary.failed, summary.lost)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from ..disk_cache import EmbeddingDiskCache
 from ..errors import SamError
 from ..image_io import load_image
 from ..masks import mask_to_rle
-from ..precompute import DEFAULT_CACHE_DIR, add_ray_args, check_writable
+from ..precompute import DEFAULT_CACHE_DIR, add_ray_args, check_writable, report_problems
 from ..predictor import SamPredictor
 from ..scale import EncoderWorker
 from ..text_prompt import (
@@ -298,13 +298,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{outcome.line()} -> {store.path} (review them in the app)")
-    for rel, why in sorted(outcome.failed.items()):
-        print(f"  could not read {rel}: {why}", file=sys.stderr)
-    if outcome.lost:
-        print(
-            f"  {len(outcome.lost)} image(s) were in flight on a worker that died; run the same "
-            "command again to finish them",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return report_problems(outcome.failed, outcome.lost)
