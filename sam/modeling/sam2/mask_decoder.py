@@ -6,6 +6,8 @@ output. Names mirror the HF checkpoint keys under ``mask_decoder.``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,33 @@ from ..common import FeedForward, LayerNorm2d
 from ..mask_decoder import DecoderImage, MaskDecoder, _transposed_conv_2x2
 from ..transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 from .config import Sam2MaskDecoderConfig
+
+#: The two high-resolution maps in the upscaling's 2x2-block order (:func:`high_res_blocks`):
+#: ``(1 or B, h, w, 2, 2, 2, 2, C/8)`` and ``(1 or B, h, w, 2, 2, C/4)``, contiguous.
+HighResBlocks = tuple[torch.Tensor, torch.Tensor]
+
+
+def high_res_blocks(
+    feat_s0: torch.Tensor, feat_s1: torch.Tensor, size: tuple[int, int]
+) -> HighResBlocks:
+    """``conv_s0``/``conv_s1`` maps ``(1 or B, C/8, 4h, 4w)`` and ``(1 or B, C/4, 2h, 2w)`` ->
+    :data:`HighResBlocks`: map pixel ``(2i + di, 2j + dj)`` of the 2h x 2w map at
+    ``[:, i, j, di, dj]``, pixel ``(4i + 2di + ei, 4j + 2dj + ej)`` of the 4h x 4w one at
+    ``[:, i, j, di, dj, ei, ej]``, the order in which :meth:`Sam2MaskDecoder._masks` upscales.
+    A copy per image, so that each click adds them in one contiguous pass."""
+    height, width = size
+    c0, c1 = feat_s0.shape[1], feat_s1.shape[1]
+    s0 = feat_s0.view(-1, c0, height, 2, 2, width, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+    s1 = feat_s1.view(-1, c1, height, 2, width, 2).permute(0, 2, 4, 3, 5, 1)
+    return s0.contiguous(), s1.contiguous()
+
+
+@dataclass(frozen=True)
+class Sam2DecoderImage(DecoderImage):
+    """:class:`DecoderImage` plus the image's :data:`HighResBlocks` (computed once per image
+    with the rest of the prompt-independent work: 12 MiB for Hiera at fp32)."""
+
+    high_res: HighResBlocks | None = None
 
 
 class Sam2Attention(Attention):
@@ -95,7 +124,8 @@ class Sam2MaskDecoder(MaskDecoder):
         Args:
             image: from :meth:`prepare`; key_pe ``(1, h*w, C)``; sparse ``(B, T, C)``.
             high_res: ``conv_s0``/``conv_s1`` of the two high-resolution FPN maps,
-                ``(1 or B, C/8, 4h, 4w)`` and ``(1 or B, C/4, 2h, 2w)``.
+                ``(1 or B, C/8, 4h, 4w)`` and ``(1 or B, C/4, 2h, 2w)`` (not read when
+                ``image`` is a :class:`Sam2DecoderImage` holding them in block order).
 
         Returns:
             masks ``(B, K, 4h, 4w)`` low-res logits, IoU ``(B, K)`` in [0, 1] (K = 3 or 1)
@@ -129,7 +159,10 @@ class Sam2MaskDecoder(MaskDecoder):
             [mlp(queries[:, 2 + i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )
-        masks = self._masks(keys, hyper_in, image.size, high_res)
+        blocks = image.high_res if isinstance(image, Sam2DecoderImage) else None
+        if blocks is None:
+            blocks = high_res_blocks(*high_res, image.size)
+        masks = self._masks(keys, hyper_in, image.size, blocks)
         iou = torch.sigmoid(self.iou_prediction_head(queries[:, 1]))
         return masks, iou, self.pred_obj_score_head(queries[:, 0])
 
@@ -138,28 +171,28 @@ class Sam2MaskDecoder(MaskDecoder):
         keys: torch.Tensor,
         hyper_in: torch.Tensor,
         size: tuple[int, int],
-        high_res: tuple[torch.Tensor, torch.Tensor],
+        high_res: HighResBlocks,
     ) -> torch.Tensor:
         """SAM's :meth:`MaskDecoder._masks` (the transposed convolutions as matmuls on pixel
         rows kept in 2x2-block order, the masks shuffled back at the end), with the
-        high-resolution maps ``(1 or B, C/4, 2h, 2w)`` and ``(1 or B, C/8, 4h, 4w)`` read in that
-        block order and added before the LayerNorm and the second GELU:
-        ``(B, h*w, C)``, ``(B, K, C/8)`` -> ``(B, K, 4h, 4w)``."""
+        high-resolution maps (:data:`HighResBlocks`, already in that order) added before the
+        LayerNorm and the second GELU: ``(B, h*w, C)``, ``(B, K, C/8)`` -> ``(B, K, 4h, 4w)``."""
         batch = keys.shape[0]
         height, width = size
-        feat_s0, feat_s1 = high_res
+        s0, s1 = high_res
+        c0, c1 = s0.shape[-1], s1.shape[-1]
+        # Without gradients the sums go into the matmuls' fresh outputs.
+        inplace = not torch.is_grad_enabled()
         norm = self.upscale_layer_norm
         x = _transposed_conv_2x2(keys.reshape(-1, keys.shape[-1]), self.upscale_conv1)
         # rows (b, i, j, di, dj): map pixel (2i + di, 2j + dj)
-        c1 = feat_s1.shape[1]
-        s1 = feat_s1.view(-1, c1, height, 2, width, 2).permute(0, 2, 4, 3, 5, 1)
-        x = x.view(batch, height, width, 2, 2, c1) + s1.to(x.dtype)
+        x = x.view(batch, height, width, 2, 2, c1)
+        x = x.add_(s1.to(x.dtype)) if inplace else x + s1.to(x.dtype)
         x = F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
         x = _transposed_conv_2x2(x.view(-1, c1), self.upscale_conv2)
         # rows (b, i, j, di, dj, ei, ej): map pixel (4i + 2di + ei, 4j + 2dj + ej)
-        c0 = feat_s0.shape[1]
-        s0 = feat_s0.view(-1, c0, height, 2, 2, width, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
-        x = F.gelu(x.view(batch, height, width, 2, 2, 2, 2, c0) + s0.to(x.dtype))
+        x = x.view(batch, height, width, 2, 2, 2, 2, c0)
+        x = torch.ops.aten.gelu_(x.add_(s0.to(x.dtype))) if inplace else F.gelu(x + s0.to(x.dtype))
         masks = hyper_in @ x.view(batch, -1, c0).transpose(1, 2)  # (B, K, h*w*16)
         k = hyper_in.shape[1]
         masks = masks.view(batch, k, height, width, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)

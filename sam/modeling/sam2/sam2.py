@@ -12,7 +12,7 @@ from ..prompt_encoder import PositionalEmbedding
 from ..sam import PromptableModel
 from .config import Sam2Config, Sam2PreprocessConfig
 from .image_encoder import Sam2VisionEncoder, conv_channels_last
-from .mask_decoder import Sam2MaskDecoder
+from .mask_decoder import Sam2DecoderImage, Sam2MaskDecoder, high_res_blocks
 from .prompt_encoder import Sam2PromptEncoder
 
 #: What :meth:`Sam2.encode_image` returns: ``conv_s0`` of the 256x256 FPN map
@@ -73,6 +73,18 @@ class Sam2(PromptableModel):
     def image_embedding(self, image_input: Sam2Features) -> torch.Tensor:
         """The 64x64 map of :data:`Sam2Features`, the one the two-way transformer attends to."""
         return image_input[-1]
+
+    def prepare_image(self, image_input: Sam2Features, key_pe: torch.Tensor) -> Sam2DecoderImage:
+        """:meth:`PromptableModel.prepare_image` plus the two high-resolution maps in the
+        upscaling's block order (:func:`high_res_blocks`), reused by every click on the image."""
+        image = super().prepare_image(image_input, key_pe)
+        feat_s0, feat_s1 = (f.to(self.mask_decoder.iou_token.weight) for f in image_input[:2])
+        return Sam2DecoderImage(
+            image.keys,
+            image.first_key_value,
+            image.size,
+            high_res_blocks(feat_s0, feat_s1, image.size),
+        )
 
     def decode(
         self,

@@ -7,7 +7,9 @@ import pytest
 import torch
 from sam2_checkpoints import HIERA_TINY_DIMS, random_hf_sam2
 
+from sam.modeling.mask_decoder import DecoderImage
 from sam.modeling.sam2 import Sam2, Sam2Config
+from sam.modeling.sam2.mask_decoder import Sam2DecoderImage, high_res_blocks
 
 ATOL = 1e-4
 POINTS = [[512.0, 400.0], [200.0, 700.0], [800.0, 150.0]]
@@ -165,6 +167,40 @@ def test_decoder_training_path_matches_inference_and_backpropagates(encoded):
     for module in (decoder.upscale_conv1, decoder.upscale_conv2, decoder.upscale_layer_norm):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
     assert all(f.grad.abs().sum() > 0 for f in high_res)
+
+
+def test_high_res_blocks_hold_each_map_pixel_where_the_upscaling_reads_it():
+    feat_s0 = torch.randn(2, 3, 16, 20)
+    feat_s1 = torch.randn(2, 5, 8, 10)
+    s0, s1 = high_res_blocks(feat_s0, feat_s1, (4, 5))
+    assert s0.shape == (2, 4, 5, 2, 2, 2, 2, 3) and s0.is_contiguous()
+    assert s1.shape == (2, 4, 5, 2, 2, 5) and s1.is_contiguous()
+    for b, i, j, di, dj, ei, ej in [
+        (0, 0, 0, 0, 0, 0, 0),
+        (1, 3, 4, 1, 0, 1, 1),
+        (1, 2, 1, 0, 1, 1, 0),
+    ]:
+        assert torch.equal(s1[b, i, j, di, dj], feat_s1[b, :, 2 * i + di, 2 * j + dj])
+        y, x = 4 * i + 2 * di + ei, 4 * j + 2 * dj + ej
+        assert torch.equal(s0[b, i, j, di, dj, ei, ej], feat_s0[b, :, y, x])
+
+
+def test_prepared_image_keeps_the_high_res_maps_and_decodes_as_the_raw_maps(encoded):
+    """The per-image work keeps the high-resolution maps in block order (one copy per image
+    instead of a strided read per click); masks are the same as read from the raw maps."""
+    ours, features, _ = encoded
+    key_pe = ours.key_pe()
+    with torch.inference_mode():
+        prepared = ours.prepare_image(features, key_pe)
+        assert isinstance(prepared, Sam2DecoderImage) and prepared.high_res is not None
+        plain = DecoderImage(prepared.keys, prepared.first_key_value, prepared.size)
+        points, labels = torch.tensor([POINTS[:2]]), torch.tensor([[1, 0]])
+        sparse, _, _ = ours.decoder_inputs(features, points, labels, None, None, key_pe, prepared)
+        high_res = (features[0], features[1])
+        got = ours.mask_decoder(prepared, key_pe, sparse, True, high_res)
+        want = ours.mask_decoder(plain, key_pe, sparse, True, high_res)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
