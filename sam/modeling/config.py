@@ -116,9 +116,10 @@ class PromptEncoderConfig:
 
 
 @dataclass(frozen=True)
-class MaskDecoderConfig:
+class TwoWayDecoderConfig:
+    """The mask-decoder fields SAM's and SAM 2's configs share (same names and defaults)."""
+
     hidden_size: int = 256
-    hidden_act: str = "relu"
     mlp_dim: int = 2048
     num_hidden_layers: int = 2
     num_attention_heads: int = 8
@@ -126,6 +127,11 @@ class MaskDecoderConfig:
     num_multimask_outputs: int = 3
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
+
+
+@dataclass(frozen=True)
+class MaskDecoderConfig(TwoWayDecoderConfig):
+    hidden_act: str = "relu"
     layer_norm_eps: float = 1e-6
 
 

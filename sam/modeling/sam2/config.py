@@ -16,6 +16,7 @@ from ..config import (
     JsonConfig,
     ModelConfig,
     PromptEncoderConfig,
+    TwoWayDecoderConfig,
     _from_known_keys,
     image_processor_settings,
 )
@@ -70,15 +71,7 @@ class Sam2VisionConfig:
 
 
 @dataclass(frozen=True)
-class Sam2MaskDecoderConfig:
-    hidden_size: int = 256
-    mlp_dim: int = 2048
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 8
-    attention_downsample_rate: int = 2
-    num_multimask_outputs: int = 3
-    iou_head_depth: int = 3
-    iou_head_hidden_dim: int = 256
+class Sam2MaskDecoderConfig(TwoWayDecoderConfig):
     dynamic_multimask_via_stability: bool = True
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
