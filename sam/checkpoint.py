@@ -26,7 +26,7 @@ from .checkpoint_keys import (
     PE_KEY,
     count_indexed,
     mask_decoder_dims,
-    meta_head_names,
+    meta_key_names,
     untie_positional_embedding,
     unwrap,
 )
@@ -296,17 +296,12 @@ def meta_to_hf(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
             values = tuple(float(v) / 255 for v in state_dict[name].flatten())
             extras["image_mean" if name == "pixel_mean" else "image_std"] = values
 
-    heads = meta_head_names(state_dict, _META_MLP)
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state_dict.items():
-        if key in ("pixel_mean", "pixel_std"):
-            continue
-        if key in heads:
-            out[heads[key]] = tensor
-            continue
-        for pattern, replacement in _META_RULES:
-            key = pattern.sub(replacement, key)
-        out[key] = tensor
+    names = meta_key_names(state_dict, _META_RULES, _META_MLP)
+    out = {
+        names[key]: tensor
+        for key, tensor in state_dict.items()
+        if key not in ("pixel_mean", "pixel_std")
+    }
     return out, extras
 
 

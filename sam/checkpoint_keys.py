@@ -40,23 +40,31 @@ def count_indexed(keys: Iterable[str], pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def meta_head_names(keys: Iterable[str], pattern: re.Pattern[str]) -> dict[str, str]:
-    """HF names of the tensors of Meta's ``MLP`` heads, keyed by their Meta names.
+def meta_key_names(
+    keys: Iterable[str], rules: list[tuple[re.Pattern[str], str]], head: re.Pattern[str]
+) -> dict[str, str]:
+    """HF names of Meta tensor names: ``rules`` applied in turn, except for the tensors of
+    Meta's ``MLP`` heads.
 
-    ``pattern`` matches a head's tensor with groups (head, layer index, rest); Meta numbers the
+    ``head`` matches a head's tensor with groups (head, layer index, rest); Meta numbers the
     layers ``layers.0 .. n-1`` where HF has ``proj_in``, ``layers.0 .. n-3`` and ``proj_out``.
     """
-    matches = [(key, m) for key in keys if (m := pattern.match(key))]
+    keys = list(keys)
+    matches = {key: m for key in keys if (m := head.match(key))}
     depth: dict[str, int] = {}
-    for _, m in matches:
+    for m in matches.values():
         depth[m.group(1)] = max(depth.get(m.group(1), 0), int(m.group(2)) + 1)
     names = {}
-    for key, m in matches:
-        head, idx = m.group(1), int(m.group(2))
-        layer = (
-            "proj_in" if idx == 0 else "proj_out" if idx == depth[head] - 1 else f"layers.{idx - 1}"
-        )
-        names[key] = f"mask_decoder.{head}.{layer}.{m.group(3)}"
+    for key in keys:
+        if m := matches.get(key):
+            idx, last = int(m.group(2)), depth[m.group(1)] - 1
+            layer = "proj_in" if idx == 0 else "proj_out" if idx == last else f"layers.{idx - 1}"
+            names[key] = f"mask_decoder.{m.group(1)}.{layer}.{m.group(3)}"
+            continue
+        name = key
+        for pattern, replacement in rules:
+            name = pattern.sub(replacement, name)
+        names[key] = name
     return names
 
 

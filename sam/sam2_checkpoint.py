@@ -18,7 +18,7 @@ from .checkpoint_keys import (
     PE_KEY,
     count_indexed,
     mask_decoder_dims,
-    meta_head_names,
+    meta_key_names,
     untie_positional_embedding,
     unwrap,
 )
@@ -134,19 +134,14 @@ _META_POINT = re.compile(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$
 
 def meta_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename Meta ``sam2`` keys to HF ``Sam2Model`` keys (image model only)."""
-    heads = meta_head_names(sd, _META_HEAD)
+    names = meta_key_names(sd, _META_RULES, _META_HEAD)
     out: dict[str, torch.Tensor] = {}
     points: dict[int, torch.Tensor] = {}
     for key, tensor in sd.items():
         if m := _META_POINT.match(key):
             points[int(m.group(1))] = tensor.reshape(-1)
-            continue
-        if key in heads:
-            out[heads[key]] = tensor
-            continue
-        for pattern, replacement in _META_RULES:
-            key = pattern.sub(replacement, key)
-        out[key] = tensor
+        else:
+            out[names[key]] = tensor
     if points:
         out["prompt_encoder.point_embed.weight"] = torch.stack([points[i] for i in sorted(points)])
     return out
