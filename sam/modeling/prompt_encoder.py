@@ -92,6 +92,12 @@ class PromptEncoder(nn.Module):
             lab == LABEL_FOREGROUND, embedding + self.point_embed[1].weight, embedding
         )
 
+    def _points_without_prompt(
+        self, batch_size: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The points and labels decoded when a prompt has neither: none in SAM."""
+        return None, None
+
     def _corner_embed(self) -> torch.Tensor:
         """The ``(2, C)`` embeddings added to a box's top-left and bottom-right corners."""
         return torch.cat([self.point_embed[2].weight, self.point_embed[3].weight])
@@ -136,6 +142,8 @@ class PromptEncoder(nn.Module):
             sparse ``(B, T, C)`` and dense ``(B, C, 64, 64)`` embeddings.
         """
         weight = self.no_mask_embed.weight
+        if points is None and boxes is None:
+            points, labels = self._points_without_prompt(batch_size)
         parts = []
         if points is not None and labels is not None:
             parts.append(self._embed_points(pe, points, labels, pad=boxes is None))

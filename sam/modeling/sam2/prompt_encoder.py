@@ -15,7 +15,8 @@ LABEL_PADDING = -10
 
 
 class Sam2PromptEncoder(PromptEncoder):
-    """SAM's prompt encoder with SAM 2's point table, padding label and box tokens."""
+    """SAM's prompt encoder with SAM 2's point table, padding label and box tokens: labels may
+    also be 2/3 (box corners) and -10 (padding)."""
 
     def _point_embed_table(self) -> nn.Module:
         """One row per point label and box corner (HF ``point_embed.weight``)."""
@@ -34,20 +35,9 @@ class Sam2PromptEncoder(PromptEncoder):
         pad = self.not_a_point_embed.weight.expand(corners.shape[0], 1, -1)
         return torch.cat([corners, pad], dim=1)
 
-    def forward(
-        self,
-        pe: PositionalEmbedding,
-        points: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        boxes: torch.Tensor | None,
-        masks: torch.Tensor | None,
-        batch_size: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`PromptEncoder.forward`; labels may also be 2/3 (box corners) and -10
-        (padding), and a mask alone is decoded with one "not a point" token (as HF does)."""
-        if points is None and boxes is None:
-            points = self.no_mask_embed.weight.new_zeros(batch_size, 1, 2)
-            labels = torch.full(
-                (batch_size, 1), -1, dtype=torch.int64, device=self.no_mask_embed.weight.device
-            )
-        return super().forward(pe, points, labels, boxes, masks, batch_size)
+    def _points_without_prompt(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One "not a point" per prompt: SAM 2 decodes a mask alone with it (as HF does)."""
+        weight = self.no_mask_embed.weight
+        points = weight.new_zeros(batch_size, 1, 2)
+        labels = torch.full((batch_size, 1), -1, dtype=torch.int64, device=weight.device)
+        return points, labels
