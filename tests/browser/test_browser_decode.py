@@ -99,8 +99,9 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a == b).mean())
 
 
-def test_browser_masks_equal_the_engines(page, app_server, engine):
-    open_ready(page, app_server.url)
+def assert_decodes_like_the_engine(page, engine: SamPredictor) -> None:
+    """The page's worker (ready, on truck.jpg) paints the engine's masks for a click, a refining
+    negative click and a box with a point, at the stage's display resolution."""
     dh, dw = display_size(*engine.original_size)
 
     def browser(points, box=None, mask_input=None, multimask=False):
@@ -111,7 +112,7 @@ def test_browser_masks_equal_the_engines(page, app_server, engine):
     # One click: the best of three candidates.
     masks, scores, logits = engine.predict(np.array([[500, 375]]), np.array([1]))
     painted, browser_scores = browser([[500, 375, 1]], multimask=True)
-    np.testing.assert_allclose(browser_scores, scores, atol=1e-2)  # fp16 embedding
+    np.testing.assert_allclose(browser_scores, scores, atol=1e-2)  # fp16 embedding (SAM 2: maps)
     assert painted.any() and (~painted).any()
     assert agreement(painted, as_displayed(masks[0])) >= AGREEMENT
 
@@ -130,6 +131,11 @@ def test_browser_masks_equal_the_engines(page, app_server, engine):
     )
     painted3, _ = browser([[500, 375, 1]], box=box)
     assert agreement(painted3, as_displayed(masks3[0])) >= AGREEMENT
+
+
+def test_browser_masks_equal_the_engines(page, app_server, engine):
+    open_ready(page, app_server.url)
+    assert_decodes_like_the_engine(page, engine)
     assert not page.js_errors
 
 

@@ -9,10 +9,9 @@ import pytest
 
 from sam import SamPredictor, load_model
 from sam.image_io import load_image
-from ui.render.overlay import display_size
 
 from .test_app_browser import TIMEOUT, TRUCK, open_app, screen_xy, upload, wait_objects, wait_points
-from .test_browser_decode import AGREEMENT, DECODE, agreement, as_displayed, open_ready, unpack
+from .test_browser_decode import assert_decodes_like_the_engine, open_ready
 
 pytestmark = pytest.mark.browser
 
@@ -48,36 +47,9 @@ def test_browser_masks_equal_the_sam2_engines(page, app_launcher, tiny_sam2_chec
     the single-mask stability choice, against the engine for the same prompts."""
     engine = SamPredictor(load_model(str(tiny_sam2_checkpoint), device="cpu"))
     engine.set_image(load_image(str(TRUCK)))
-    dh, dw = display_size(*engine.original_size)
     args = ["--model", str(tiny_sam2_checkpoint), "--device", "cpu"]
     with app_launcher(args, tmp_path / "app.log") as app:
         open_ready(page, app.url)
-
-        def browser(points, box=None, mask_input=None, multimask=False):
-            answer = page.evaluate(DECODE, [points, box, mask_input, multimask])
-            assert "error" not in answer, answer
-            return unpack(answer["mask"], (dh, dw)), answer["scores"]
-
-        masks, scores, logits = engine.predict(np.array([[500, 375]]), np.array([1]))
-        painted, browser_scores = browser([[500, 375, 1]], multimask=True)
-        np.testing.assert_allclose(browser_scores, scores, atol=1e-2)  # fp16 maps
-        assert painted.any() and (~painted).any()
-        assert agreement(painted, as_displayed(masks[0])) >= AGREEMENT
-
-        points = np.array([[500, 375], [1100, 300]])
-        masks2, _, _ = engine.predict(
-            points, np.array([1, 0]), mask_input=logits[:1], multimask_output=False
-        )
-        painted2, _ = browser(
-            [[500, 375, 1], [1100, 300, 0]], mask_input=logits[0].ravel().tolist()
-        )
-        assert agreement(painted2, as_displayed(masks2[0])) >= AGREEMENT
-
-        box = [75, 275, 1725, 850]
-        masks3, _, _ = engine.predict(
-            np.array([[500, 375]]), np.array([1]), box=np.array(box), multimask_output=False
-        )
-        painted3, _ = browser([[500, 375, 1]], box=box)
-        assert agreement(painted3, as_displayed(masks3[0])) >= AGREEMENT
+        assert_decodes_like_the_engine(page, engine)
         assert not page.js_errors
         assert "Traceback" not in app.log_text()
