@@ -14,14 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from .checkpoint_keys import (
-    PE_KEY,
-    count_indexed,
-    mask_decoder_dims,
-    meta_key_names,
-    untie_positional_embedding,
-    unwrap,
-)
+from . import checkpoint_keys
 from .errors import CheckpointError
 from .modeling.sam2 import (
     HieraConfig,
@@ -106,7 +99,10 @@ _META_RULES: list[tuple[re.Pattern[str], str]] = [
         ),
         (r"^image_encoder\.trunk\.", "vision_encoder.backbone."),
         (r"^image_encoder\.neck\.convs\.(\d+)\.conv\.", r"vision_encoder.neck.convs.\1."),
-        (r"^sam_prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$", PE_KEY),
+        (
+            r"^sam_prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$",
+            checkpoint_keys.PE_KEY,
+        ),
         (r"^sam_prompt_encoder\.mask_downscaling\.0\.", "prompt_encoder.mask_embed.conv1."),
         (r"^sam_prompt_encoder\.mask_downscaling\.1\.", "prompt_encoder.mask_embed.layer_norm1."),
         (r"^sam_prompt_encoder\.mask_downscaling\.3\.", "prompt_encoder.mask_embed.conv2."),
@@ -134,7 +130,7 @@ _META_POINT = re.compile(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$
 
 def meta_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename Meta ``sam2`` keys to HF ``Sam2Model`` keys (image model only)."""
-    names = meta_key_names(sd, _META_RULES, _META_HEAD)
+    names = checkpoint_keys.meta_key_names(sd, _META_RULES, _META_HEAD)
     out: dict[str, torch.Tensor] = {}
     points: dict[int, torch.Tensor] = {}
     for key, tensor in sd.items():
@@ -149,10 +145,10 @@ def meta_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def normalise_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """HF image-model keys from a Meta or HF (image or video) SAM 2 state dict."""
-    sd = unwrap(sd)
+    sd = checkpoint_keys.unwrap(sd)
     if any(k.startswith("image_encoder.trunk.") for k in sd):
         sd = meta_to_hf(sd)
-    untie_positional_embedding(sd)
+    checkpoint_keys.untie_positional_embedding(sd)
     return {k: v for k, v in sd.items() if k.startswith(_IMAGE_PREFIXES)}
 
 
@@ -165,7 +161,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
     try:
         bb = "vision_encoder.backbone."
         patch = sd[bb + "patch_embed.projection.weight"]
-        depth = count_indexed(sd, r"^vision_encoder\.backbone\.blocks\.(\d+)\.")
+        depth = checkpoint_keys.count_indexed(sd, r"^vision_encoder\.backbone\.blocks\.(\d+)\.")
         starts = [0] + [i for i in range(1, depth) if f"{bb}blocks.{i}.proj.weight" in sd]
         blocks = tuple(b - a for a, b in zip(starts, [*starts[1:], depth], strict=True))
         dims = tuple(sd[f"{bb}blocks.{i}.attn.proj.weight"].shape[0] for i in starts)
@@ -193,7 +189,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
             ),
             global_attention_blocks=size.global_attention_blocks,
         )
-        n_convs = count_indexed(sd, r"^vision_encoder\.neck\.convs\.(\d+)\.")
+        n_convs = checkpoint_keys.count_indexed(sd, r"^vision_encoder\.neck\.convs\.(\d+)\.")
         convs = [sd[f"vision_encoder.neck.convs.{i}.weight"] for i in range(n_convs)]
         vision = Sam2VisionConfig(
             backbone_config=backbone,
@@ -206,7 +202,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Sam2Config:
             mask_input_channels=sd["prompt_encoder.mask_embed.conv2.weight"].shape[0],
             num_point_embeddings=sd["prompt_encoder.point_embed.weight"].shape[0],
         )
-        decoder = Sam2MaskDecoderConfig(**mask_decoder_dims(sd, "proj_in"))
+        decoder = Sam2MaskDecoderConfig(**checkpoint_keys.mask_decoder_dims(sd, "proj_in"))
     except KeyError as exc:
         raise CheckpointError(
             f"The SAM 2 checkpoint lacks tensor {exc.args[0]!r}, so it is not a SAM 2 image "
