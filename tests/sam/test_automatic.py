@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,14 @@ from sam.automatic import (
 PRED_IOU = 0.3
 STABILITY = 0.7535  # halfway between two observed scores, far from any
 OFFSET = 0.02
+#: Those thresholds on the pipeline's grid: 8x8 points, 16 a batch (SAM's defaults otherwise).
+PIPELINE = AutoMaskConfig(
+    points_per_side=8,
+    points_per_batch=16,
+    pred_iou_thresh=PRED_IOU,
+    stability_score_thresh=STABILITY,
+    stability_score_offset=OFFSET,
+)
 
 
 def hf_candidates(hf_model, image: np.ndarray, points_per_side: int):
@@ -85,14 +95,8 @@ def test_candidates_match_transformers_pipeline(model, tiny_hf_model, photos):
     ref_masks, ref_scores, ref_boxes = hf_candidates(tiny_hf_model, image, points_per_side=8)
     assert 5 < len(ref_masks) < 8 * 8 * 3, "thresholds should keep some candidates, not all"
 
-    config = AutoMaskConfig(
-        points_per_side=8,
-        points_per_batch=16,
-        pred_iou_thresh=PRED_IOU,
-        stability_score_thresh=STABILITY,
-        stability_score_offset=OFFSET,
-        box_nms_thresh=1.0,  # keep every candidate: compare before NMS
-    )
+    # Keep every candidate: compare before NMS.
+    config = dataclasses.replace(PIPELINE, box_nms_thresh=1.0)
     ours = AutomaticMaskGenerator(model, config).generate(image)
     assert len(ours) == len(ref_masks)
     order = np.argsort(-ref_scores, kind="stable")
@@ -107,14 +111,7 @@ def test_nms_result_matches_reference_on_pipeline_candidates(model, tiny_hf_mode
     image = photos["dog.jpg"]
     ref_masks, ref_scores, ref_boxes = hf_candidates(tiny_hf_model, image, points_per_side=8)
     expected = reference_nms(ref_boxes.astype(float), ref_scores, 0.7)
-    config = AutoMaskConfig(
-        points_per_side=8,
-        points_per_batch=16,
-        pred_iou_thresh=PRED_IOU,
-        stability_score_thresh=STABILITY,
-        stability_score_offset=OFFSET,
-    )
-    ours = AutomaticMaskGenerator(model, config).generate(image)
+    ours = AutomaticMaskGenerator(model, PIPELINE).generate(image)
     assert len(ours) == len(expected) < len(ref_masks)
     for proposal, i in zip(ours, expected, strict=True):
         assert (proposal.segmentation == ref_masks[i]).mean() > 0.999
