@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 from PIL import Image
+from sam_cli import predict_args, run_cli
 
 from sam import SamPredictor, load_model
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sam", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_help():
@@ -27,23 +19,8 @@ def test_help():
 def test_predict_writes_the_best_mask(tiny_checkpoint, example_photos, tmp_path):
     out = tmp_path / "out" / "mask.png"
     image_path = example_photos / "truck.jpg"
-    result = run_cli(
-        "predict",
-        "--model",
-        str(tiny_checkpoint),
-        "--image",
-        str(image_path),
-        "--point",
-        "500",
-        "375",
-        "--negative",
-        "1100",
-        "600",
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-    )
+    clicks = ("--point", "500", "375", "--negative", "1100", "600")
+    result = run_cli(*predict_args(tiny_checkpoint, image_path, out, *clicks, "--device", "cpu"))
     assert result.returncode == 0, result.stderr
     assert "candidate 1: predicted IoU" in result.stdout
     written = np.asarray(Image.open(out))
@@ -59,18 +36,9 @@ def test_predict_writes_the_best_mask(tiny_checkpoint, example_photos, tmp_path)
 
 
 def test_bad_model_path_is_a_message_not_a_traceback(example_photos, tmp_path):
-    result = run_cli(
-        "predict",
-        "--model",
-        str(tmp_path / "missing.pth"),
-        "--image",
-        str(example_photos / "dog.jpg"),
-        "--point",
-        "1",
-        "1",
-        "--out",
-        str(tmp_path / "m.png"),
-    )
+    missing = tmp_path / "missing.pth"
+    point = ("--point", "1", "1")
+    result = run_cli(*predict_args(missing, example_photos / "dog.jpg", tmp_path / "m.png", *point))
     assert result.returncode == 2
     assert "error: No such file or folder" in result.stderr
     assert "Traceback" not in result.stderr
@@ -81,14 +49,7 @@ def test_too_many_points_exit_2_before_the_model_loads(example_photos, tmp_path)
     clicks = [*("--point", "10", "20") * 33, *("--negative", "30", "40") * 32]
     out = tmp_path / "m.png"
     result = run_cli(
-        "predict",
-        "--model",
-        str(tmp_path / "missing.pth"),
-        "--image",
-        str(example_photos / "dog.jpg"),
-        *clicks,
-        "--out",
-        str(out),
+        *predict_args(tmp_path / "missing.pth", example_photos / "dog.jpg", out, *clicks)
     )
     assert result.returncode == 2, result.stderr
     assert "65 --point/--negative points is more than the limit of 64" in result.stderr
@@ -98,18 +59,7 @@ def test_too_many_points_exit_2_before_the_model_loads(example_photos, tmp_path)
 def test_bad_image_is_a_message(tiny_checkpoint, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    result = run_cli(
-        "predict",
-        "--model",
-        str(tiny_checkpoint),
-        "--image",
-        str(bad),
-        "--point",
-        "1",
-        "1",
-        "--out",
-        str(tmp_path / "m.png"),
-    )
+    result = run_cli(*predict_args(tiny_checkpoint, bad, tmp_path / "m.png", "--point", "1", "1"))
     assert result.returncode == 2 and "error:" in result.stderr
     assert "Traceback" not in result.stderr
 

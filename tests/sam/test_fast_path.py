@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from checkpoints import VIT_B_DIMS, random_hf_sam, save_hf_checkpoint
+from sam_cli import predict_args, run_cli
 
 import sam.device as device_mod
 import sam.modeling.image_encoder as encoder_mod
@@ -276,38 +275,13 @@ def test_vit_b_bf16_meets_the_bar(tmp_path, photos):
 # -- the CLI flag --------------------------------------------------------------------------------
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sam", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-
-
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
 def test_cli_precision_flag(tiny_checkpoint, example_photos, tmp_path, precision):
     out = tmp_path / "mask.png"
     env = {k: v for k, v in os.environ.items() if k != device_mod.PRECISION_ENV}
-    result = run_cli(
-        "-v",
-        "predict",
-        "--model",
-        str(tiny_checkpoint),
-        "--image",
-        str(example_photos / "dog.jpg"),
-        "--point",
-        "400",
-        "260",
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--precision",
-        precision,
-        env=env,
-    )
+    flags = ("--point", "400", "260", "--device", "cpu", "--precision", precision)
+    args = predict_args(tiny_checkpoint, example_photos / "dog.jpg", out, *flags)
+    result = run_cli("-v", *args, env=env)
     assert result.returncode == 0, result.stderr
     assert out.is_file()
     if precision == "auto":
@@ -318,19 +292,9 @@ def test_cli_precision_flag(tiny_checkpoint, example_photos, tmp_path, precision
 
 
 def test_cli_rejects_an_unknown_precision(tiny_checkpoint, example_photos, tmp_path):
+    flags = ("--point", "1", "1", "--precision", "int8")
     result = run_cli(
-        "predict",
-        "--model",
-        str(tiny_checkpoint),
-        "--image",
-        str(example_photos / "dog.jpg"),
-        "--point",
-        "1",
-        "1",
-        "--out",
-        str(tmp_path / "m.png"),
-        "--precision",
-        "int8",
+        *predict_args(tiny_checkpoint, example_photos / "dog.jpg", tmp_path / "m.png", *flags)
     )
     assert result.returncode == 2
     assert "--precision" in result.stderr
