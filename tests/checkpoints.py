@@ -14,6 +14,7 @@ The inverse key mapping below is written independently of ``sam.checkpoint`` on 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,27 +75,45 @@ def random_hf_sam(dims: dict[str, dict[str, Any]], seed: int = 0):
         mask_decoder_config=dict(dims["mask_decoder_config"]),
         initializer_range=0.02,
     )
-    model = SamModel(config).eval()
+    return randomise(SamModel(config).eval(), seed, _sam_scale)
+
+
+def _sam_scale(name: str, p: torch.Tensor) -> tuple[float, float]:
+    """(std, mean) of SAM parameter ``name``."""
+    if name.endswith("positional_embedding"):
+        return 1.0, 0.0  # Meta's Fourier matrix is unit Gaussian
+    if "layer_norm" in name or "norm" in name.split(".")[-2]:
+        return 0.1, 1.0 if name.endswith("weight") else 0.0
+    if name.endswith("bias"):
+        return 0.02, 0.0
+    if "pos_embed" in name or "rel_pos" in name:
+        return 0.1, 0.0
+    if _EMBEDDING_TABLES.search(name):
+        return 1.0, 0.0
+    return p[0].numel() ** -0.5, 0.0  # linear and conv weights: unit-variance outputs
+
+
+def randomise(
+    model: Any,
+    seed: int,
+    scale: Callable[[str, torch.Tensor], tuple[float, float]],
+    unit_buffers: Sequence[str] = (),
+) -> Any:
+    """Draw every parameter of a transformers SAM / SAM 2 model, in ``named_parameters`` order,
+    from a normal with ``(std, mean) = scale(name, tensor)``, then each buffer named in
+    ``unit_buffers`` from a unit normal, all from one generator seeded with ``seed``; the prompt
+    encoder's Fourier matrix is then tied to the image's, as in released checkpoints. Returns
+    ``model``."""
     generator = torch.Generator().manual_seed(seed)
 
-    def normal(p: torch.Tensor, std: float, mean: float = 0.0) -> None:
-        p.copy_(torch.randn(p.shape, generator=generator) * std + mean)
+    def normal(t: torch.Tensor, std: float, mean: float = 0.0) -> None:
+        t.copy_(torch.randn(t.shape, generator=generator) * std + mean)
 
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("positional_embedding"):
-                normal(p, 1.0)  # Meta's Fourier matrix is unit Gaussian
-            elif "layer_norm" in name or "norm" in name.split(".")[-2]:
-                normal(p, 0.1, 1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("bias"):
-                normal(p, 0.02)
-            elif "pos_embed" in name or "rel_pos" in name:
-                normal(p, 0.1)
-            elif _EMBEDDING_TABLES.search(name):
-                normal(p, 1.0)
-            else:  # linear and conv weights: unit-variance outputs
-                normal(p, p[0].numel() ** -0.5)
-        # Tied copy of the Fourier matrix used by the prompt encoder.
+            normal(p, *scale(name, p))
+        for name in unit_buffers:
+            normal(model.get_buffer(name), 1.0)
         model.prompt_encoder.shared_embedding.positional_embedding.copy_(
             model.shared_image_embedding.positional_embedding
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from checkpoints import randomise
 
 # Every dimension distinct where it can be, so a swapped one fails; Hiera-Tiny's block layout
 # (1, 2, 7, 2) and global blocks, so a Meta .pt of it is recognised from its shapes.
@@ -56,29 +57,23 @@ def random_hf_sam2(dims: dict[str, Any], seed: int = 0):
     )
     torch.manual_seed(seed)
     model = Sam2Model(config).eval()
-    generator = torch.Generator().manual_seed(seed)
+    return randomise(
+        model, seed, _sam2_scale, unit_buffers=["shared_image_embedding.positional_embedding"]
+    )
 
-    def normal(t: torch.Tensor, std: float, mean: float = 0.0) -> None:
-        t.copy_(torch.randn(t.shape, generator=generator) * std + mean)
 
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            last = name.split(".")[-2] if "." in name else name
-            if "layer_norm" in name:
-                normal(p, 0.1, 1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("bias"):
-                normal(p, 0.02)
-            elif "pos_embed" in name or last in ("no_memory_embedding",):
-                normal(p, 0.1)
-            elif re.search(r"(token|embed)\.weight$", name) or name == "no_memory_embedding":
-                normal(p, 1.0)
-            else:  # linear and conv weights: unit-variance outputs
-                normal(p, p[0].numel() ** -0.5)
-        normal(model.shared_image_embedding.positional_embedding, 1.0)
-        model.prompt_encoder.shared_embedding.positional_embedding.copy_(
-            model.shared_image_embedding.positional_embedding
-        )
-    return model
+def _sam2_scale(name: str, p: torch.Tensor) -> tuple[float, float]:
+    """(std, mean) of SAM 2 parameter ``name``."""
+    last = name.split(".")[-2] if "." in name else name
+    if "layer_norm" in name:
+        return 0.1, 1.0 if name.endswith("weight") else 0.0
+    if name.endswith("bias"):
+        return 0.02, 0.0
+    if "pos_embed" in name or last in ("no_memory_embedding",):
+        return 0.1, 0.0
+    if re.search(r"(token|embed)\.weight$", name) or name == "no_memory_embedding":
+        return 1.0, 0.0
+    return p[0].numel() ** -0.5, 0.0  # linear and conv weights: unit-variance outputs
 
 
 def save_hf_sam2(model, folder: Path) -> Path:
