@@ -1,10 +1,11 @@
-"""The page at common screen sizes: centred on a wide monitor."""
+"""The page at common screen sizes: centred on a wide monitor, and the zoom read-out never
+covers the line under the image that names it and says what a click does."""
 
 from __future__ import annotations
 
 import pytest
 
-from .test_app_browser import open_app
+from .test_app_browser import TRUCK, open_app, upload
 
 pytestmark = pytest.mark.browser
 
@@ -30,3 +31,23 @@ def test_wide_screen_centres_the_page(sized_page, app_server, screenshots):
     left, right = gaps
     assert left > 50, f"the page is not centred on a {width} px screen: gaps {gaps}"
     assert abs(left - right) <= 2, f"the page is not centred on a {width} px screen: gaps {gaps}"
+
+
+@pytest.mark.parametrize("sized_page", [(1280, 720), (1024, 768), (900, 700)], indirect=True)
+def test_zoom_read_out_does_not_cover_the_image_line(sized_page, app_server, screenshots):
+    page = sized_page
+    open_app(page, app_server.url)
+    upload(page, TRUCK)
+    page.wait_for_selector("#sam-stage .sam-zoom", timeout=30_000)
+    overlaps = page.evaluate(
+        """() => {
+        const badge = document.querySelector('#sam-stage .sam-zoom').getBoundingClientRect();
+        const range = document.createRange();
+        range.selectNodeContents(document.querySelector('#sam-stage .sam-hud'));
+        return Array.from(range.getClientRects()).filter(r => r.width > 0 &&
+            r.left < badge.right && r.right > badge.left &&
+            r.top < badge.bottom && r.bottom > badge.top).length; }"""
+    )
+    width = page.viewport_size["width"]
+    page.screenshot(path=str(screenshots / f"zoom-read-out-{width}.png"))
+    assert overlaps == 0, f"the zoom read-out covers the text under the image at {width} px"
