@@ -179,6 +179,11 @@ function showZoom(stage, canvas) {
   }
   const percent = `${Math.round((100 * zoom.s * canvas.offsetWidth * devicePixels()) / width)} %`;
   if (badge.textContent !== percent) badge.textContent = percent;
+  // In the image's bottom-left corner, above the line under the image: that line wraps on a
+  // narrow screen, and a read-out at the stage's own bottom would cover its first words.
+  const below = stage.clientHeight - canvas.offsetTop - canvas.offsetHeight;
+  const bottom = `${Math.max(0, below) + 8}px`;
+  if (badge.style.bottom !== bottom) badge.style.bottom = bottom;
 }
 
 function devicePixels() {
