@@ -507,8 +507,8 @@ def _proposal_controls(lists_js: str) -> dict[str, Any]:
                 "Segment everything", elem_id="sam-everything", size="sm", scale=2
             )
             c["find_text"] = gr.Textbox(
-                placeholder="Find objects…  e.g. dog. cat.", show_label=False, container=False,
-                max_lines=1, elem_id="sam-find-text", scale=3, min_width=120,
+                placeholder="e.g. dog. cat.", show_label=False, container=False,
+                max_lines=1, elem_id="sam-find-text", scale=2, min_width=120,
             )  # fmt: skip
             c["find_btn"] = gr.Button("Find", elem_id="sam-find", size="sm", scale=1)
         c["find_note"] = gr.HTML("", elem_id="sam-find-note", js_on_load=None)

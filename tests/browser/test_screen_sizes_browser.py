@@ -3,6 +3,8 @@ covers the line under the image that names it and says what a click does."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from .test_app_browser import TRUCK, open_app, upload
@@ -51,3 +53,46 @@ def test_zoom_read_out_does_not_cover_the_image_line(sized_page, app_server, scr
     width = page.viewport_size["width"]
     page.screenshot(path=str(screenshots / f"zoom-read-out-{width}.png"))
     assert overlaps == 0, f"the zoom read-out covers the text under the image at {width} px"
+
+
+def cut_off(page) -> list[str]:
+    """The Segment everything button's label and the Find box's hint, where either is wider
+    than its box (the hint shows how to write several names: "dog. cat.")."""
+    return page.evaluate(
+        """() => {
+        const out = [];
+        const button = document.querySelector('#sam-everything');
+        if (button.scrollWidth > button.clientWidth + 1) out.push(button.innerText);
+        const box = document.querySelector('#sam-find-text input, #sam-find-text textarea');
+        const style = getComputedStyle(box);
+        const ctx = document.createElement('canvas').getContext('2d');
+        ctx.font = style.font;
+        const pad = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+        const room = box.clientWidth - pad;
+        if (ctx.measureText(box.placeholder).width > room) out.push(box.placeholder);
+        return out; }"""
+    )
+
+
+@pytest.mark.parametrize("sized_page", [(1920, 1080), (1280, 720)], indirect=True)
+def test_find_hint_and_segment_everything_fit(sized_page, app_server):
+    open_app(sized_page, app_server.url)
+    assert cut_off(sized_page) == []
+
+
+def test_find_hint_and_segment_everything_fit_a_folder_project_on_a_laptop(
+    browser, app_launcher, example_photos, tiny_checkpoint, tmp_path, screenshots
+):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(example_photos / "dog.jpg", folder)
+    args = ["--images", str(folder), "--model", str(tiny_checkpoint), "--device", "cpu"]
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    with app_launcher(args, tmp_path / "app.log") as app:
+        page.goto(app.url)
+        page.wait_for_selector("#sam-model-status .sam-ok", timeout=30_000)
+        page.wait_for_selector("#sam-project", timeout=30_000)
+        page.screenshot(path=str(screenshots / "find-row-laptop.png"))
+        assert cut_off(page) == []
+    context.close()
