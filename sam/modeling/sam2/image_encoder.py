@@ -97,6 +97,12 @@ class MultiScaleAttention(nn.Module):
         return linear(out, self.proj.weight, self.proj.bias)
 
 
+#: Tokens per chunk of windows in :meth:`MultiScaleBlock._forward_window_chunks`: 4096 and
+#: 16384 ran alike on an idle CPU, 1024 slower; fewer chunks mean fewer thread hand-offs, which
+#: cost the most on a busy machine (bench/README.md, SAM 2.1 section).
+WINDOW_CHUNK_TOKENS = 16384
+
+
 class MultiScaleBlock(nn.Module):
     """One Hiera block: (windowed) attention with an optional query-pooling skip, then an MLP."""
 
@@ -121,11 +127,14 @@ class MultiScaleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, dim)`` -> ``(B, H', W', dim_out)``."""
+        window = self.window_size
+        unpadded = window > 0 and x.shape[1] % window == 0 and x.shape[2] % window == 0
+        if unpadded and not torch.is_grad_enabled():
+            return self._forward_window_chunks(x)
         shortcut = x
         x = self.layer_norm1(x)
         if self.dim != self.dim_out:
             shortcut = _pool(linear(x, self.proj.weight, self.proj.bias), self.query_stride)
-        window = self.window_size
         if window > 0:
             x, padded = window_partition(x, window)
         x = self.attn(x)
@@ -139,6 +148,35 @@ class MultiScaleBlock(nn.Module):
         x = shortcut + x
         # In place on the MLP's fresh output (its backward does not need it).
         return self.mlp(self.layer_norm2(x)).add_(x)
+
+    def _forward_window_chunks(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without gradients on a map that needs no padding, the whole block
+        run on :data:`WINDOW_CHUNK_TOKENS` tokens' windows at a time: windows are independent
+        and everything after the attention acts per token, so the result is the same, while
+        no intermediate is allocated at full size (the stage-1 qkv alone is 151 MB on a
+        1024x1024 input: fresh pages the kernel must map and zero on every encode) and each
+        is read back while it is still in cache (bench/README.md, SAM 2.1 section).
+        ``(B, H, W, dim)`` -> ``(B, H', W', dim_out)``."""
+        height, width = x.shape[1:3]
+        window = self.window_size
+        stride = self.query_stride[0] if self.query_stride is not None else 1
+        windows, _ = window_partition(x, window)
+        out_window = window // stride
+        out = windows.new_empty(windows.shape[0], out_window, out_window, self.dim_out)
+        step = max(1, WINDOW_CHUNK_TOKENS // (window * window))
+        for start in range(0, windows.shape[0], step):
+            chunk = windows[start : start + step]
+            normed = self.layer_norm1(chunk)
+            shortcut = chunk
+            if self.dim != self.dim_out:
+                # Windows start at multiples of the stride, so pooling each window equals
+                # pooling the whole map.
+                projected = linear(normed, self.proj.weight, self.proj.bias)
+                shortcut = _pool(projected, self.query_stride)
+            y = self.attn(normed).add_(shortcut)
+            torch.add(self.mlp(self.layer_norm2(y)), y, out=out[start : start + step])
+        size = (height // stride, width // stride)
+        return window_unpartition(out, out_window, size, size)
 
 
 class PatchEmbed(nn.Module):

@@ -133,8 +133,9 @@ def test_forward_runs_image_and_prompts(encoded):
 
 def test_training_path_matches_inference_and_backpropagates(tiny_hf_sam2):
     """The encoder's inference shortcuts (the neck's 1x1 convolutions as linear layers, the
-    in-place MLP residual) compute what it computes under autograd, where gradients reach every
-    weight."""
+    in-place MLP residual, the unpadded windowed blocks run a chunk of windows at a time: 4
+    chunks in stage 1 here) compute what it computes under autograd, where gradients reach
+    every weight."""
     ours = ours_from(tiny_hf_sam2)
     pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
