@@ -185,7 +185,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):
             return True
     except OSError:
-        logger.info("The Hugging Face hub (%s) cannot be reached; using the local cache", url)
+        logger.info(
+            "The Hugging Face hub (%s) cannot be reached; using the local cache", constants.ENDPOINT
+        )
         return False
 
 

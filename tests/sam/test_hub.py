@@ -7,6 +7,7 @@ huggingface.co, and every failure goes through ``sam.checkpoint._hub_files``' er
 
 from __future__ import annotations
 
+import logging
 import shutil
 import types
 from pathlib import Path
@@ -196,11 +197,17 @@ def test_hub_errors_say_what_to_do(hub, repo_id, revision, message):
     assert any(path.startswith(f"/{repo_id}/resolve/") for _, _, path in hub.requests)
 
 
-def test_unreachable_hub_says_what_to_do(tmp_path, monkeypatch):
-    use_hub(monkeypatch, endpoint=unused_endpoint(), cache=tmp_path / "hf-cache", offline=False)
+def test_unreachable_hub_says_what_to_do(tmp_path, monkeypatch, caplog):
+    endpoint = unused_endpoint()
+    use_hub(monkeypatch, endpoint=endpoint, cache=tmp_path / "hf-cache", offline=False)
     waits = record_hub_retry_waits(monkeypatch)
-    with pytest.raises(CheckpointError) as err:
+    with (
+        caplog.at_level(logging.INFO, logger="sam.checkpoint"),
+        pytest.raises(CheckpointError) as err,
+    ):
         load_model(REPO, device="cpu")
+    # The log names the address as the user set it (HF_ENDPOINT), not a parsed object.
+    assert f"The Hugging Face hub ({endpoint}) cannot be reached" in caplog.text
     assert waits == [], "an unreachable hub must fail at once, not after retries"
     message = str(err.value)
     assert "'someone/tiny-sam' is not in the local Hugging Face cache" in message
