@@ -316,7 +316,7 @@ def build_demo(
                         elem_id="sam-import",
                         height=90,
                     )
-                with gr.Accordion("Model", open=False, elem_id="sam-model-box"):
+                with gr.Accordion("Model", open=False, elem_id="sam-model-box") as model_box:
                     model_choice = gr.Dropdown(
                         [label for label, _ in MODEL_CHOICES],
                         value=None,
@@ -338,6 +338,7 @@ def build_demo(
             "labels": labels,
             "message": message,
             "model_status": model_status,
+            "model_box": model_box,
             "label_name": label_name,
             "label_color": label_color,
             "obj_panel": obj_panel,

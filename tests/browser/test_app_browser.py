@@ -213,6 +213,8 @@ def test_offline_first_run_explains_the_model_problem(browser, app_launcher, tmp
         banner = page.wait_for_selector("#sam-model-status .sam-bad", timeout=TIMEOUT)
         text = banner.inner_text()
         assert default_model("cpu") in text and "--model" in text
+        # The Model box the message points to is opened, its model picker in reach.
+        page.wait_for_selector("#sam-model-choice input", state="visible", timeout=TIMEOUT)
         upload(page, TRUCK)  # the image still opens; clicks explain why nothing happens
         page.mouse.click(*screen_xy(page, 10.5, 10.5))
         page.wait_for_selector("#sam-message .sam-error:has-text('No model')", timeout=TIMEOUT)

@@ -352,6 +352,7 @@ def test_model_failure_is_explained(tmp_path: Path):
     page = h.on_load(s)
     assert "could not be loaded" in page["model_status"]
     assert "--model" in page["model_status"]
+    assert page["model_box"]["open"] is True  # the box the message sends the user to
     # Opening an image still works; clicking says why nothing happens.
     list(h.on_upload(s, str(Path(__file__).parents[2] / "static" / "examples" / "dog.jpg")))
     assert s.doc.image is not None and s.message_is_error
@@ -366,6 +367,7 @@ def test_model_switch_in_page(handlers, opened, tiny_checkpoint, tmp_path):
     updates = list(handlers.on_model_change(opened, str(tiny_checkpoint)))
     assert not opened.message_is_error and opened.model_source == str(tiny_checkpoint)
     assert "sam-ok" in updates[-1]["model_status"]
+    assert "model_box" not in updates[-1]  # a box the user opened or closed stays so
 
 
 class _Evt:

@@ -60,7 +60,7 @@ class HandlerBase:
             "objects": render.objects_html(session),
             "labels": render.labels_html(session),
             "message": render.message_html(session),
-            "model_status": self.model_status_html(session),
+            **self.model_view(session),
         }
 
     def label_fields(self, session: Session) -> Updates:
@@ -114,6 +114,19 @@ class HandlerBase:
             return {}
         return self.project_view(session)
 
+    def model_view(self, session: Session) -> Updates:
+        """The model's status line; when the model failed to load, the Model box is opened too,
+        since the message sends the user there (closed, it sits below the fold)."""
+        updates: Updates = {"model_status": self.model_status_html(session)}
+        status = self.manager.status(session.model_source)
+        if (
+            status is not None
+            and not status.ok
+            and not self.manager.is_loading(session.model_source)
+        ):
+            updates["model_box"] = gr.update(open=True)
+        return updates
+
     def model_status_html(self, session: Session) -> str:
         status = self.manager.status(session.model_source)
         source = text(self.manager.name(session.model_source))
@@ -136,7 +149,7 @@ class HandlerBase:
             "<b>Fix:</b> restart with a local checkpoint, e.g. "
             "<code>python app.py --model /path/to/sam_vit_b_01ec64.pth</code> (or a folder "
             "with config.json + model.safetensors), connect to the internet once to download "
-            "it, or pick another model under <i>Model</i> below.</div>"
+            "it, or pick another model in the <i>Model</i> box (opened below).</div>"
         )
 
     def tick_view(self, session: Session) -> Updates:
@@ -144,7 +157,7 @@ class HandlerBase:
         loading = self.manager.is_loading(session.model_source)
         prefetch = self.project.prefetch_status() if self.project else None
         updates: Updates = {
-            "model_status": self.model_status_html(session),
+            **self.model_view(session),
             "timer": gr.Timer(active=loading or (prefetch is not None and not prefetch.idle)),
         }
         if self.project is not None:  # the page has no encoding line without a project
